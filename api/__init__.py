@@ -1,0 +1,1 @@
+"""forgeproof provenance service (FastAPI)."""

@@ -1,0 +1,1 @@
+"""forgeproof ML: predictive-maintenance and inspection models whose outputs the ledger signs."""
