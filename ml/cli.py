@@ -1,10 +1,105 @@
 """`forgeproof ml ...`: train, evaluate and predict.
 
-Heavy imports (torch) happen inside the commands so that the rest of the CLI starts fast.
+This module only parses options and dispatches to `ml.tasks.<task>`; heavy imports (torch)
+happen there, so the rest of the CLI starts fast.
 """
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from ml.tasks import EvalArgs, MLInputError, PredictArgs, TrainArgs, task_module
+
 app = typer.Typer(no_args_is_help=True, help="Train, evaluate and run the forgeproof models.")
+
+Task = Annotated[str, typer.Option(help="rul | failure | defect")]
+OptPath = Annotated[Path | None, typer.Option()]
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2) from exc
+
+
+@app.command()
+def train(
+    task: Task,
+    out: Annotated[Path, typer.Option(help="model directory to write")],
+    data_dir: OptPath = None,
+    subset: Annotated[str | None, typer.Option(help="C-MAPSS subset, FD001..FD004")] = None,
+    csv: OptPath = None,
+    images: OptPath = None,
+    seed: int = 0,
+    epochs: Annotated[int | None, typer.Option(help="override the task's default")] = None,
+) -> None:
+    """Train a model and save weights plus manifest."""
+    args = TrainArgs(
+        out=out, seed=seed, data_dir=data_dir, subset=subset, csv=csv, images=images, epochs=epochs
+    )
+    try:
+        metrics = task_module(task).train(args)
+    except (MLInputError, FileNotFoundError) as exc:
+        _fail(exc)
+    typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
+
+
+@app.command()
+def evaluate(
+    task: Task,
+    model: Annotated[Path, typer.Option(help="model directory")],
+    data_dir: OptPath = None,
+    subset: Annotated[str | None, typer.Option()] = None,
+    truth: OptPath = None,
+    csv: OptPath = None,
+    images: OptPath = None,
+    plots: OptPath = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Evaluate a saved model on labelled data."""
+    args = EvalArgs(
+        model=model,
+        data_dir=data_dir,
+        subset=subset,
+        truth=truth,
+        csv=csv,
+        images=images,
+        plots=plots,
+        progress=not as_json,
+    )
+    try:
+        metrics = task_module(task).evaluate(args)
+    except (MLInputError, FileNotFoundError) as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(metrics, sort_keys=True))
+    else:
+        for key, value in sorted(metrics.items()):
+            typer.echo(f"{key:>20}  {value}")
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Option(help="model directory")],
+    input: Annotated[Path, typer.Option(help="input file (or folder of images)")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="JSON lines")] = None,
+) -> None:
+    """Write prediction payloads as JSON lines, ready for the ledger."""
+    from ml.manifest import ManifestError, load_manifest
+
+    try:
+        manifest = load_manifest(model)
+        rows = task_module(manifest.task).predict(PredictArgs(model=model, input=input))
+        sink = output.open("w") if output else sys.stdout
+        try:
+            for row in rows:
+                sink.write(json.dumps(row, sort_keys=True) + "\n")
+        finally:
+            if output:
+                sink.close()
+    except (MLInputError, ManifestError, FileNotFoundError) as exc:
+        _fail(exc)
