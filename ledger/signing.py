@@ -1,0 +1,212 @@
+"""EIP-712 signatures over records (secp256k1), byte-identical to eth-account.
+
+Typed data signed for every record:
+
+    EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)
+    Record(string kind,string participant,string createdAt,bytes32 commitment)
+
+The domain binds the deployment (its chain and ProvenanceLedger contract); `commitment` binds
+every byte of the canonical record, salt included, while kind, participant and time stay
+readable in a wallet's signing prompt.
+
+The fast path signs and recovers with coincurve (libsecp256k1) over cached domain separators
+and type hashes; `typed_data()` gives the same message in eth-account's format, so any Ethereum
+library can check a signature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import coincurve
+from Crypto.Hash import keccak as _keccak
+
+from ledger.errors import SignatureError
+from ledger.records import Record, hex0x
+
+DOMAIN_NAME = "forgeproof"
+DOMAIN_VERSION = "1"
+
+EIP712_DOMAIN_TYPE = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+RECORD_TYPE = [
+    {"name": "kind", "type": "string"},
+    {"name": "participant", "type": "string"},
+    {"name": "createdAt", "type": "string"},
+    {"name": "commitment", "type": "bytes32"},
+]
+
+# secp256k1 group order: signatures with s above half of it are malleable copies (EIP-2).
+_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def keccak256(data: bytes) -> bytes:
+    return _keccak.new(digest_bits=256, data=data).digest()
+
+
+DOMAIN_TYPEHASH = keccak256(
+    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
+RECORD_TYPEHASH = keccak256(
+    b"Record(string kind,string participant,string createdAt,bytes32 commitment)"
+)
+
+
+@lru_cache(maxsize=4096)
+def _keccak_str(s: str) -> bytes:
+    # kind and participant repeat endlessly across records: hash each once.
+    return keccak256(s.encode())
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The EIP-712 domain of one deployment."""
+
+    chain_id: int
+    verifying_contract: str
+    name: str = DOMAIN_NAME
+    version: str = DOMAIN_VERSION
+    separator: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        contract = bytes.fromhex(self.verifying_contract.removeprefix("0x"))
+        if len(contract) != 20:
+            raise ValueError(f"verifying contract is {len(contract)} bytes, expected 20")
+        sep = keccak256(
+            DOMAIN_TYPEHASH
+            + keccak256(self.name.encode())
+            + keccak256(self.version.encode())
+            + self.chain_id.to_bytes(32, "big")
+            + contract.rjust(32, b"\0")
+        )
+        object.__setattr__(self, "separator", sep)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "chainId": self.chain_id,
+            "verifyingContract": self.verifying_contract.lower(),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Domain:
+        return cls(
+            chain_id=int(d["chainId"]),
+            verifying_contract=str(d["verifyingContract"]).lower(),
+            name=str(d.get("name", DOMAIN_NAME)),
+            version=str(d.get("version", DOMAIN_VERSION)),
+        )
+
+
+def record_digest(
+    domain: Domain, kind: str, participant: str, created_at: str, commitment: bytes
+) -> bytes:
+    """The 32-byte EIP-712 digest a producer signs for a record."""
+    struct = keccak256(
+        RECORD_TYPEHASH
+        + _keccak_str(kind)
+        + _keccak_str(participant)
+        + keccak256(created_at.encode())
+        + commitment
+    )
+    return keccak256(b"\x19\x01" + domain.separator + struct)
+
+
+def digest_of(domain: Domain, record: Record, commitment: bytes | None = None) -> bytes:
+    return record_digest(
+        domain,
+        record.kind,
+        record.producer.participant,
+        record.created_at,
+        commitment if commitment is not None else record.commitment(),
+    )
+
+
+def typed_data(domain: Domain, record: Record) -> dict[str, Any]:
+    """The same message as eth-account / eth_signTypedData_v4 `full_message`."""
+    return {
+        "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, "Record": RECORD_TYPE},
+        "primaryType": "Record",
+        "domain": domain.to_json(),
+        "message": {
+            "kind": record.kind,
+            "participant": record.producer.participant,
+            "createdAt": record.created_at,
+            "commitment": hex0x(record.commitment()),
+        },
+    }
+
+
+def address_of_public_key(pub: coincurve.PublicKey) -> str:
+    return hex0x(keccak256(pub.format(compressed=False)[1:])[-20:])
+
+
+class Signer:
+    """A producer's signing key (fast path: libsecp256k1 through coincurve)."""
+
+    def __init__(self, private_key: bytes) -> None:
+        if len(private_key) != 32:
+            raise ValueError(f"private key is {len(private_key)} bytes, expected 32")
+        self._key = coincurve.PrivateKey(private_key)
+        self.address = address_of_public_key(self._key.public_key)
+
+    @classmethod
+    def generate(cls) -> Signer:
+        return cls(coincurve.PrivateKey().secret)
+
+    @property
+    def private_key(self) -> bytes:
+        return bytes(self._key.secret)
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        """65 bytes r || s || v with v in {27, 28}, as Ethereum signs."""
+        sig = self._key.sign_recoverable(digest, hasher=None)
+        return sig[:64] + bytes([27 + sig[64]])
+
+    def sign(self, domain: Domain, record: Record) -> bytes:
+        return self.sign_digest(digest_of(domain, record))
+
+
+def recover_digest(digest: bytes, signature: bytes) -> str:
+    """The address whose key made `signature` over `digest`.
+
+    Raises:
+        SignatureError: wrong length, v not 27/28, high s (malleable), or no key recovers.
+    """
+    if len(signature) != 65:
+        raise SignatureError(f"signature is {len(signature)} bytes, expected 65")
+    v = signature[64]
+    if v not in (27, 28):
+        raise SignatureError(f"signature v is {v}, expected 27 or 28")
+    s = int.from_bytes(signature[32:64], "big")
+    if not 0 < s <= _N // 2:
+        raise SignatureError("signature s is not in the lower half of the curve order (EIP-2)")
+    try:
+        pub = coincurve.PublicKey.from_signature_and_message(
+            signature[:64] + bytes([v - 27]), digest, hasher=None
+        )
+    except Exception as exc:  # coincurve raises bare Exception for unrecoverable input
+        raise SignatureError(f"no public key recovers from this signature: {exc}") from None
+    return address_of_public_key(pub)
+
+
+def verify_record_signature(
+    domain: Domain, record: Record, signature: bytes, commitment: bytes | None = None
+) -> None:
+    """Check that `record.producer.address` signed `record` in `domain`.
+
+    Raises:
+        SignatureError: the signature is malformed or was made by another key.
+    """
+    signer = recover_digest(digest_of(domain, record, commitment), signature)
+    if signer != record.producer.address:
+        raise SignatureError(
+            f"signature was made by {signer}, record claims producer {record.producer.address}"
+        )
