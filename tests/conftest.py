@@ -23,5 +23,7 @@ def shared_dir() -> Path:
 def postgres_url() -> str:
     url = os.environ.get("FORGEPROOF_TEST_POSTGRES_URL")
     if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the PostgreSQL tests: FORGEPROOF_TEST_POSTGRES_URL is unset")
         pytest.skip("FORGEPROOF_TEST_POSTGRES_URL is not set (make services)")
     return url

@@ -1,0 +1,180 @@
+"""From submitted bytes to records the log may append: parse, canonicalise, verify.
+
+A submission is one JSON object `{"record": {...}, "signature": "0x..."}`. Checking it costs a
+canonicalisation (RFC 8785), a SHA-256, a few Keccak-256 and one secp256k1 recovery; the result
+carries everything the log stores, so nothing is computed twice. `check_lines` spreads the work
+over processes for bulk input and keeps the input order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from ledger.errors import InputError, LedgerError, SignatureError
+from ledger.merkle import hash_leaf
+from ledger.records import Record, commitment, parse_time, unhex
+from ledger.registry import KeySnapshot, now_us
+from ledger.signing import Domain, record_digest, recover_digest
+
+# Records stamped further in the future than this are refused: clocks drift, but not by hours.
+MAX_CLOCK_SKEW_US = 5 * 60 * 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A verified record, ready to append."""
+
+    canonical: bytes
+    leaf_hash: bytes
+    signature: bytes
+    kind: str
+    participant: str
+    signer: str
+    created_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    line: int
+    error: str
+
+
+def submission_json(record: Record, signature: bytes) -> dict[str, Any]:
+    return {"record": record.to_json(), "signature": "0x" + signature.hex()}
+
+
+def parse_submission(obj: Any) -> tuple[Record, bytes]:
+    """Split a decoded submission into its record and signature, naming what is wrong."""
+    if not isinstance(obj, dict):
+        raise InputError(
+            f"expected a JSON object with record and signature, got {type(obj).__name__}"
+        )
+    missing = [k for k in ("record", "signature") if k not in obj]
+    if missing:
+        raise InputError(f"missing {' and '.join(missing)}")
+    extra = sorted(set(obj) - {"record", "signature"})
+    if extra:
+        raise InputError(f"unexpected field(s) {', '.join(extra)}")
+    record = Record.parse(obj["record"])
+    signature = unhex(obj["signature"], size=65, what="signature")
+    return record, signature
+
+
+def check_record(
+    record: Record, signature: bytes, domain: Domain, keys: KeySnapshot, now: int | None = None
+) -> Accepted:
+    """Verify a record's signature and key, and compute what the log stores.
+
+    Raises:
+        InputError: the record cannot be canonicalised or is stamped in the future.
+        SignatureError: the signature is malformed or not by the producer's key.
+        KeyNotAuthorized: the key is not the participant's, or not valid at that time.
+    """
+    now = now_us() if now is None else now
+    canonical = record.canonical_bytes()
+    created = parse_time(record.created_at)
+    created_us = int(created.timestamp()) * 1_000_000 + created.microsecond
+    if created_us > now + MAX_CLOCK_SKEW_US:
+        raise InputError(f"created_at {record.created_at} is in the future")
+    producer = record.producer
+    data = commitment(canonical)
+    digest = record_digest(domain, record.kind, producer.participant, record.created_at, data)
+    signer = recover_digest(digest, signature)
+    if signer != producer.address:
+        raise SignatureError(
+            f"signature was made by {signer}, record claims producer {producer.address}"
+        )
+    keys.check(producer.participant, signer, created_us, now)
+    return Accepted(
+        canonical=canonical,
+        leaf_hash=hash_leaf(data),
+        signature=signature,
+        kind=record.kind,
+        participant=producer.participant,
+        signer=signer,
+        created_us=created_us,
+    )
+
+
+def check_line(
+    line: bytes | str, domain: Domain, keys: KeySnapshot, now: int | None = None
+) -> Accepted:
+    try:
+        obj = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"malformed JSON: {exc}") from None
+    record, signature = parse_submission(obj)
+    return check_record(record, signature, domain, keys, now)
+
+
+# --- bulk checking over processes -------------------------------------------------------------
+
+_worker_ctx: tuple[Domain, KeySnapshot, int] | None = None
+
+
+def _init_worker(domain: Domain, keys: KeySnapshot, now: int) -> None:
+    global _worker_ctx
+    _worker_ctx = (domain, keys, now)
+
+
+def _check_chunk(chunk: list[tuple[int, bytes]]) -> list[Accepted | Rejected]:
+    assert _worker_ctx is not None
+    domain, keys, now = _worker_ctx
+    return [_check_one(n, line, domain, keys, now) for n, line in chunk]
+
+
+def _check_one(
+    n: int, line: bytes, domain: Domain, keys: KeySnapshot, now: int
+) -> Accepted | Rejected:
+    try:
+        return check_line(line, domain, keys, now)
+    except LedgerError as exc:
+        return Rejected(n, str(exc))
+
+
+def check_lines(
+    lines: Iterable[bytes],
+    domain: Domain,
+    keys: KeySnapshot,
+    *,
+    workers: int | None = None,
+    chunk: int = 512,
+) -> Iterator[Accepted | Rejected]:
+    """Check JSON lines in order; blank lines are skipped, line numbers start at 1.
+
+    `workers=None` uses one process per core when there is enough input to pay for them.
+    """
+    numbered = ((n, ln) for n, ln in enumerate(lines, start=1) if ln.strip())
+    now = now_us()
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    head = list(islice(numbered, chunk))
+    if workers <= 1 or len(head) < chunk:
+        for n, line in head:
+            yield _check_one(n, line, domain, keys, now)
+        for n, line in numbered:
+            yield _check_one(n, line, domain, keys, now)
+        return
+
+    def chunks() -> Iterator[list[tuple[int, bytes]]]:
+        yield head
+        while batch := list(islice(numbered, chunk)):
+            yield batch
+
+    # A bounded window of chunks in flight: order kept, memory flat however long the input.
+    with ProcessPoolExecutor(
+        workers, initializer=_init_worker, initargs=(domain, keys, now)
+    ) as pool:
+        pending: deque[Future[list[Accepted | Rejected]]] = deque()
+        for batch in chunks():
+            pending.append(pool.submit(_check_chunk, batch))
+            if len(pending) >= 4 * workers:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()

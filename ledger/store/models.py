@@ -1,0 +1,111 @@
+"""SQLAlchemy 2.0 schema: records, log nodes, checkpoints, participants and keys.
+
+Times are stored as integer microseconds since the Unix epoch (UTC): they compare and index the
+same way on SQLite and PostgreSQL, and round-trip exactly to RFC 3339.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# On SQLite an INTEGER PRIMARY KEY is the rowid itself: one b-tree instead of two.
+RowKey = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class LogState(Base):
+    """One row: the committed size of the log, bumped with optimistic concurrency."""
+
+    __tablename__ = "log_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class RecordRow(Base):
+    """A logged record. `canonical` is NULL once erased; the leaf hash stays forever."""
+
+    __tablename__ = "records"
+
+    leaf_index: Mapped[int] = mapped_column(RowKey, primary_key=True, autoincrement=False)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True, nullable=False)
+    kind: Mapped[str] = mapped_column(String(64), nullable=False)
+    participant: Mapped[str] = mapped_column(String(128), nullable=False)
+    signer: Mapped[str] = mapped_column(String(42), nullable=False)
+    created_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    appended_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    canonical: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    signature: Mapped[bytes] = mapped_column(LargeBinary(65), nullable=False)
+    erased_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    __table_args__ = (
+        Index(None, "kind", "leaf_index"),
+        Index(None, "participant", "leaf_index"),
+        Index(None, "created_us"),
+    )
+
+
+class Node(Base):
+    """A perfect subtree root of the Merkle tree, keyed by `NodeID.key`."""
+
+    __tablename__ = "nodes"
+
+    key: Mapped[int] = mapped_column(RowKey, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
+
+
+class CheckpointRow(Base):
+    """A signed-off (size, root) and, once on chain, where it was anchored."""
+
+    __tablename__ = "checkpoints"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
+    created_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    chain_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    contract: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    anchored_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class ParticipantRow(Base):
+    __tablename__ = "participants"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), nullable=False)
+    roles: Mapped[str] = mapped_column(String(256), nullable=False)  # comma-separated
+    created_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class KeyRow(Base):
+    """A signing key of a participant, valid over [valid_from_us, revoked_us)."""
+
+    __tablename__ = "keys"
+
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    participant: Mapped[str] = mapped_column(
+        String(128), ForeignKey("participants.id"), nullable=False, index=True
+    )
+    valid_from_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    revoked_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(256), nullable=True)

@@ -1,0 +1,83 @@
+"""Fixtures for the ledger: a store on SQLite and (marked `postgres`) on PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from ledger.ingest import Accepted, check_record
+from ledger.records import Record
+from ledger.registry import Registry, now_us
+from ledger.signing import Domain, Signer
+from ledger.store import Store, sqlite_url
+
+DOMAIN = Domain(chain_id=131277322940537, verifying_contract="0x" + "ab" * 20)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        s = Store.open(sqlite_url(tmp_path / "ledger.db"))
+        yield s
+        s.close()
+        return
+    url = request.getfixturevalue("postgres_url")
+    yield from _postgres_store(url)
+
+
+def _postgres_store(url: str) -> Iterator[Store]:
+    """A fresh schema per test on the shared test database."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    s = Store.open(url + ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}")
+    try:
+        yield s
+    finally:
+        s.close()
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@dataclass
+class Plant:
+    """A registry with a few participants and their signers."""
+
+    store: Store
+    registry: Registry
+    signers: dict[str, Signer]
+
+    def record(
+        self, who: str = "supplier-a", kind: str = "note", **payload: Any
+    ) -> tuple[Record, bytes]:
+        signer = self.signers[who]
+        rec = Record.new(kind, payload or {"n": 1}, participant=who, address=signer.address)
+        return rec, signer.sign(DOMAIN, rec)
+
+    def accepted(self, n: int, who: str = "supplier-a") -> list[Accepted]:
+        keys = self.registry.snapshot()
+        out = []
+        for i in range(n):
+            rec, sig = self.record(who, lot=f"LOT-{i}")
+            out.append(check_record(rec, sig, DOMAIN, keys))
+        return out
+
+
+@pytest.fixture
+def plant(store: Store) -> Plant:
+    reg = Registry(store)
+    signers = {}
+    start = now_us() - 3_600_000_000
+    for pid, role in [("operator", "operator"), ("supplier-a", "supplier"), ("auditor", "auditor")]:
+        reg.add_participant(pid, pid.title(), [role])
+        signers[pid] = Signer.generate()
+        reg.add_key(pid, signers[pid].address, valid_from_us=start)
+    return Plant(store, reg, signers)
