@@ -1,13 +1,394 @@
-"""The `forgeproof` command line."""
+"""The `forgeproof` command line: a deployment's log, participants, receipts and models."""
 
 from __future__ import annotations
 
-import typer
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, NoReturn
 
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ledger.deployment import DEFAULT_CHAIN_ID, Deployment, save_key
+from ledger.errors import LedgerError
+from ledger.ingest import Accepted, Rejected, check_lines, submission_json
+from ledger.receipts import build_receipt, log_checkpoint_source, verify_receipt, write_json_atomic
+from ledger.records import Record, format_time, hex0x
+from ledger.registry import ROLES
+from ledger.signing import Signer
 from ml.cli import app as ml_app
 
-app = typer.Typer(no_args_is_help=True, help="forgeproof: signed ML and supply-chain records.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="forgeproof: signed ML and supply-chain records in a verifiable log.",
+    pretty_exceptions_enable=False,
+)
+participants_app = typer.Typer(no_args_is_help=True, help="Participants, roles and signing keys.")
+app.add_typer(participants_app, name="participants")
 app.add_typer(ml_app, name="ml")
+
+out = Console()
+err = Console(stderr=True)
+
+Home = Annotated[
+    Path,
+    typer.Option("--home", envvar="FORGEPROOF_HOME", help="deployment folder"),
+]
+DEFAULT_HOME = Path("forgeproof-home")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _open(home: Path) -> Deployment:
+    try:
+        return Deployment.open(home)
+    except LedgerError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def init(
+    home: Home = DEFAULT_HOME,
+    database_url: Annotated[str | None, typer.Option(help="default: SQLite in HOME")] = None,
+    chain_id: int = DEFAULT_CHAIN_ID,
+) -> None:
+    """Create a deployment: database, EIP-712 domain and an operator key."""
+    try:
+        dep = Deployment.init(home, database_url=database_url, chain_id=chain_id)
+    except LedgerError as exc:
+        fail(str(exc))
+    out.print(f"initialised [bold]{home}[/]: operator key {dep.signer('operator').address}")
+    out.print(f"EIP-712 domain: {dep.domain.to_json()}")
+    dep.close()
+
+
+@participants_app.command("list")
+def participants_list(home: Home = DEFAULT_HOME) -> None:
+    """List participants and their keys."""
+    dep = _open(home)
+    table = Table("participant", "name", "roles", "key", "valid from", "revoked")
+    keys = dep.registry.keys()
+    for p in dep.registry.participants():
+        mine = [k for k in keys if k.participant == p.id] or [None]
+        for i, k in enumerate(mine):
+            table.add_row(
+                p.id if i == 0 else "",
+                p.name if i == 0 else "",
+                ",".join(sorted(p.roles)) if i == 0 else "",
+                k.address if k else "-",
+                _t(k.valid_from_us) if k else "",
+                (_t(k.revoked_us) + (f" ({k.reason})" if k.reason else ""))
+                if k and k.revoked_us
+                else "",
+            )
+    out.print(table)
+
+
+def _t(us: int | None) -> str:
+    from datetime import UTC, datetime
+
+    return format_time(datetime.fromtimestamp(us / 1e6, UTC)) if us else ""
+
+
+@participants_app.command("add")
+def participants_add(
+    participant: Annotated[str, typer.Argument(help="participant id, e.g. supplier-acme")],
+    role: Annotated[list[str], typer.Option(help=f"one of {', '.join(ROLES)}; repeatable")],
+    name: Annotated[str | None, typer.Option(help="display name")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="existing key; default: generate one here")
+    ] = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Register a participant with a signing key."""
+    dep = _open(home)
+    try:
+        dep.registry.add_participant(participant, name or participant, role)
+        if address is None:
+            signer = Signer.generate()
+            save_key(home, participant, signer)
+            address = signer.address
+        dep.registry.add_key(participant, address)
+    except LedgerError as exc:
+        fail(str(exc))
+    out.print(f"added {participant} ({', '.join(role)}) with key {address}")
+
+
+@participants_app.command("rotate")
+def participants_rotate(
+    participant: str,
+    address: Annotated[str | None, typer.Option(help="new key; default: generate one here")] = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Replace a participant's keys with a new one, effective now."""
+    dep = _open(home)
+    signer = None
+    if address is None:
+        signer = Signer.generate()
+        address = signer.address
+    try:
+        dep.registry.rotate_key(participant, address)
+    except LedgerError as exc:
+        fail(str(exc))
+    if signer:
+        save_key(home, participant, signer)
+    out.print(f"{participant} now signs with {address}")
+
+
+@participants_app.command("revoke")
+def participants_revoke(address: str, reason: str = "revoked", home: Home = DEFAULT_HOME) -> None:
+    """Revoke a key, effective now: nothing it signs is accepted any more."""
+    dep = _open(home)
+    try:
+        key = dep.registry.revoke_key(address, reason=reason)
+    except LedgerError as exc:
+        fail(str(exc))
+    out.print(f"revoked {key.address} of {key.participant}")
+
+
+def _lines(path: Path | None) -> Iterator[bytes]:
+    if path is None or str(path) == "-":
+        yield from sys.stdin.buffer
+        return
+    try:
+        with path.open("rb") as f:
+            yield from f
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def _count_lines(path: Path | None) -> int | None:
+    if path is None or str(path) == "-" or not path.is_file():
+        return None
+    with path.open("rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+@app.command()
+def sign(
+    participant: Annotated[str, typer.Option("--as", help="participant whose key signs")],
+    kind: Annotated[str, typer.Option(help="record kind, e.g. inspection")],
+    input: Annotated[
+        Path | None, typer.Argument(help="JSON lines of payloads; - for stdin")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output")] = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Wrap payloads into records and sign them with a locally held key."""
+    dep = _open(home)
+    try:
+        signer = dep.signer(participant)
+    except LedgerError as exc:
+        fail(str(exc))
+    lines = []
+    for n, line in enumerate(_lines(input), start=1):
+        if not line.strip():
+            continue
+        try:
+            payload = json.loads(line)
+        except json.JSONDecodeError as exc:
+            fail(f"line {n}: malformed JSON: {exc}")
+        if not isinstance(payload, dict):
+            fail(f"line {n}: a payload is a JSON object, got {type(payload).__name__}")
+        try:
+            rec = Record.new(kind, payload, participant=participant, address=signer.address)
+            sig = signer.sign(dep.domain, rec)
+        except LedgerError as exc:
+            fail(f"line {n}: {exc}")
+        lines.append(json.dumps(submission_json(rec, sig), separators=(",", ":")))
+    text = "\n".join(lines) + ("\n" if lines else "")
+    if output:
+        tmp = output.with_name(f".{output.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(output)
+        err.print(f"signed {len(lines)} records -> {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def append(
+    input: Annotated[
+        Path | None, typer.Argument(help="JSON lines of signed records; - for stdin")
+    ] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option(help="append the valid lines and report the others")
+    ] = False,
+    workers: Annotated[
+        int | None, typer.Option(help="processes for checking (default: cores)")
+    ] = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Verify signed records and append them to the log, all or nothing."""
+    dep = _open(home)
+    total = _count_lines(input)
+    keys = dep.registry.snapshot()
+    rejected: list[Rejected] = []
+    appended = duplicates = 0
+    batch: list[Accepted] = []
+    try:
+        with _progress() as progress, dep.log.appending() as appender:
+            task = progress.add_task("appending", total=total, rate="")
+            for item in check_lines(_lines(input), dep.domain, keys, workers=workers):
+                if isinstance(item, Rejected):
+                    rejected.append(item)
+                    if not skip_invalid and len(rejected) >= 20:
+                        break
+                else:
+                    batch.append(item)
+                if len(batch) >= 2000:
+                    for a in appender.add(batch):
+                        duplicates += a.duplicate
+                        appended += not a.duplicate
+                    batch.clear()
+                progress.advance(task)
+                speed = progress.tasks[0].speed
+                progress.update(task, rate=f"{speed:,.0f}/s" if speed else "")
+            for a in appender.add(batch):
+                duplicates += a.duplicate
+                appended += not a.duplicate
+            if rejected and not skip_invalid:
+                raise _Abort()
+    except _Abort:
+        for r in rejected:
+            err.print(f"line {r.line}: {r.error}", highlight=False, markup=False)
+        more = " (stopped at the first 20)" if len(rejected) >= 20 else ""
+        fail(f"{len(rejected)} invalid line(s){more}; nothing was appended")
+    except LedgerError as exc:
+        fail(f"{exc}; nothing was appended")
+    for r in rejected:
+        err.print(f"skipped line {r.line}: {r.error}", highlight=False, markup=False)
+    out.print(
+        f"appended {appended} records ({duplicates} already logged, {len(rejected)} skipped); "
+        f"log size {dep.log.size}"
+    )
+    if rejected:
+        raise typer.Exit(1)
+
+
+class _Abort(Exception):
+    pass
+
+
+@app.command()
+def checkpoint(home: Home = DEFAULT_HOME) -> None:
+    """Commit to the log as it stands: a checkpoint (size, root)."""
+    dep = _open(home)
+    try:
+        cp = dep.log.checkpoint()
+    except LedgerError as exc:
+        fail(str(exc))
+    out.print(f"checkpoint size {cp.size} root {hex0x(cp.root)}")
+
+
+@app.command()
+def receipt(
+    id: Annotated[str, typer.Argument(help="leaf index, or 0x leaf hash")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="receipt file to write")],
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Write a self-contained receipt for a record."""
+    dep = _open(home)
+    try:
+        index = dep.log.find(bytes.fromhex(id[2:])).index if id.startswith("0x") else int(id)
+        data = build_receipt(dep.log, index, dep.domain)
+    except ValueError:
+        fail(f"{id!r} is neither a leaf index nor a 0x leaf hash")
+    except LedgerError as exc:
+        fail(str(exc))
+    write_json_atomic(output, data)
+    cp = data["checkpoint"]
+    out.print(f"receipt for record {index} (checkpoint size {cp['size']}) -> {output}")
+
+
+@app.command()
+def verify(
+    receipt_file: Annotated[Path, typer.Argument(metavar="RECEIPT")],
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", envvar="FORGEPROOF_HOME", help="also check against this deployment"),
+    ] = None,
+    offline: Annotated[bool, typer.Option(help="check the receipt alone")] = False,
+) -> None:
+    """Check a receipt: canonical hash, signature, key, inclusion and checkpoint."""
+    try:
+        data = json.loads(receipt_file.read_text())
+    except OSError as exc:
+        fail(f"cannot read {receipt_file}: {exc.strerror}")
+    except json.JSONDecodeError as exc:
+        fail(f"{receipt_file} is not JSON (truncated?): {exc}")
+    keys = source = None
+    home = home or (DEFAULT_HOME if DEFAULT_HOME.joinpath("config.json").is_file() else None)
+    if home is not None and not offline:
+        dep = _open(home)
+        keys = dep.registry.snapshot()
+        source = log_checkpoint_source(dep.log)
+    verdict = verify_receipt(data, keys=keys, checkpoint_source=source)
+    style = {"ok": "green", "failed": "bold red", "skipped": "yellow"}
+    for c in verdict.checks:
+        out.print(f"[{style[c.status]}]{c.status:>7}[/]  {c.name:<10} {c.detail}", highlight=False)
+    if verdict.ok:
+        out.print("[bold green]receipt verified[/]")
+        return
+    names = ", ".join(c.name for c in verdict.failed) or "an essential check did not run"
+    fail(f"receipt does NOT verify: {names}", code=1)
+
+
+@app.command()
+def status(home: Home = DEFAULT_HOME) -> None:
+    """Log size, root, checkpoints and participants."""
+    dep = _open(home)
+    size = dep.log.committed_size()
+    cp = dep.log.latest_checkpoint()
+    table = Table(show_header=False)
+    table.add_row("deployment", str(home))
+    table.add_row("database", dep.store.engine.url.render_as_string(hide_password=True))
+    table.add_row("domain", json.dumps(dep.domain.to_json()))
+    table.add_row("log size", f"{size:,}")
+    table.add_row("root", hex0x(dep.log.root(size)))
+    if cp:
+        table.add_row("latest checkpoint", f"size {cp.size:,}, root {hex0x(cp.root)}")
+        table.add_row("not yet checkpointed", f"{size - cp.size:,} records")
+        table.add_row(
+            "anchored", f"tx {cp.tx_hash} block {cp.block_number}" if cp.anchored else "no"
+        )
+    else:
+        table.add_row("latest checkpoint", "none")
+    table.add_row("participants", str(len(dep.registry.participants())))
+    out.print(table)
+
+
+@app.command()
+def demo(
+    home: Home = Path("forgeproof-demo"),
+    records: Annotated[int, typer.Option(help="signed records to append")] = 300,
+) -> None:
+    """The main job for now: init, append signed records, checkpoint, write and verify a receipt."""
+    from ledger.demo import run_demo
+
+    try:
+        run_demo(home, records=records, console=out)
+    except LedgerError as exc:
+        fail(str(exc))
 
 
 def main() -> None:

@@ -1,0 +1,280 @@
+"""Receipts: a record with everything needed to check it offline, and the checker.
+
+A receipt holds the record, its EIP-712 signature and domain, the leaf index and hash, an
+inclusion proof to a checkpoint (size, root) and, once the checkpoint is on chain, where it was
+anchored. `docs/receipt.md` specifies the format for third-party verifiers.
+
+`verify_receipt` runs every check it can and names each one; a check that needs something not
+at hand (the key registry, the log, the chain) is reported as skipped, never as passed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ledger.errors import InputError, LedgerError, NotFound, VerificationError
+from ledger.log import Checkpoint, Log
+from ledger.merkle import hash_leaf, verify_inclusion
+from ledger.records import Record, commitment, hex0x, parse_time, unhex
+from ledger.registry import KeySnapshot
+from ledger.signing import Domain, verify_record_signature
+
+FORMAT = "forgeproof-receipt/1"
+
+
+def build_receipt(
+    log: Log, index: int, domain: Domain, checkpoint: Checkpoint | None = None
+) -> dict[str, Any]:
+    """The receipt of record `index` against `checkpoint` (default: the best covering one).
+
+    Raises:
+        NotFound: no such record, it was erased, or no checkpoint covers it yet.
+    """
+    stored = log.get(index)
+    record = stored.record()
+    cp = checkpoint or log.covering_checkpoint(index)
+    proof = log.inclusion_proof(index, cp.size)
+    anchor = None
+    if cp.anchored:
+        anchor = {
+            "chain_id": cp.chain_id,
+            "contract": cp.contract,
+            "tx_hash": cp.tx_hash,
+            "block_number": cp.block_number,
+        }
+    return {
+        "format": FORMAT,
+        "record": record.to_json(),
+        "signature": hex0x(stored.signature),
+        "domain": domain.to_json(),
+        "leaf_index": index,
+        "leaf_hash": hex0x(stored.leaf_hash),
+        "inclusion_proof": [hex0x(h) for h in proof.hashes],
+        "checkpoint": {"size": cp.size, "root": hex0x(cp.root)},
+        "anchor": anchor,
+    }
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so that `path` holds either the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+Status = Literal["ok", "failed", "skipped"]
+
+
+@dataclass
+class Check:
+    name: str
+    status: Status
+    detail: str
+
+
+@dataclass
+class Verdict:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True only when no check failed and the essential ones ran."""
+        ran = {c.name for c in self.checks if c.status == "ok"}
+        return not self.failed and {"canonical", "signature", "inclusion"} <= ran
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "failed"]
+
+    def add(self, name: str, status: Status, detail: str) -> None:
+        self.checks.append(Check(name, status, detail))
+
+
+@dataclass(frozen=True)
+class ParsedReceipt:
+    record: Record
+    signature: bytes
+    domain: Domain
+    leaf_index: int
+    leaf_hash: bytes
+    proof: list[bytes]
+    size: int
+    root: bytes
+    anchor: dict[str, Any] | None
+
+
+def parse_receipt(data: Any) -> ParsedReceipt:
+    """Validate a receipt's shape, naming the first thing that is missing or malformed.
+
+    Raises:
+        InputError: not a forgeproof receipt, or a field is missing or of the wrong shape.
+    """
+    if not isinstance(data, dict):
+        raise InputError("a receipt is a JSON object")
+    if data.get("format") != FORMAT:
+        raise InputError(f"format is {data.get('format')!r}, expected {FORMAT!r}")
+    need = [
+        "record",
+        "signature",
+        "domain",
+        "leaf_index",
+        "leaf_hash",
+        "inclusion_proof",
+        "checkpoint",
+    ]
+    missing = [k for k in need if k not in data]
+    if missing:
+        raise InputError(f"receipt is missing {', '.join(missing)} (truncated?)")
+    cp = data["checkpoint"]
+    if not isinstance(cp, dict) or not {"size", "root"} <= set(cp):
+        raise InputError("checkpoint needs size and root")
+    for name, value in (("leaf_index", data["leaf_index"]), ("checkpoint.size", cp["size"])):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InputError(f"{name} must be a non-negative integer, got {value!r}")
+    if not isinstance(data["inclusion_proof"], list):
+        raise InputError("inclusion_proof must be a list of 0x-prefixed hashes")
+    try:
+        domain = Domain.from_json(data["domain"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"domain is malformed: {exc}") from None
+    anchor = data.get("anchor")
+    if anchor is not None and not isinstance(anchor, dict):
+        raise InputError("anchor must be an object or null")
+    return ParsedReceipt(
+        record=Record.parse(data["record"]),
+        signature=unhex(data["signature"], size=65, what="signature"),
+        domain=domain,
+        leaf_index=data["leaf_index"],
+        leaf_hash=unhex(data["leaf_hash"], size=32, what="leaf_hash"),
+        proof=[
+            unhex(h, size=32, what=f"inclusion_proof[{i}]")
+            for i, h in enumerate(data["inclusion_proof"])
+        ],
+        size=cp["size"],
+        root=unhex(cp["root"], size=32, what="checkpoint.root"),
+        anchor=anchor,
+    )
+
+
+# Checks the caller can plug in: each raises LedgerError when the claim does not hold.
+CheckpointSource = Callable[[int, bytes], str]  # (size, root) -> description of what matched
+AnchorSource = Callable[[ParsedReceipt], str]
+
+
+def verify_receipt(
+    data: Any,
+    *,
+    keys: KeySnapshot | None = None,
+    checkpoint_source: CheckpointSource | None = None,
+    anchor_source: AnchorSource | None = None,
+    expected_domain: Domain | None = None,
+) -> Verdict:
+    """Run every check on a receipt and report each by name.
+
+    Checks: format, canonical (leaf hash from the record), signature (EIP-712 by the producer),
+    key (valid at the record's time, needs `keys`), inclusion (proof to the checkpoint root),
+    checkpoint (the root is the log's at that size, needs `checkpoint_source`), anchor (the
+    checkpoint is on chain, needs `anchor_source`).
+    """
+    v = Verdict()
+    try:
+        r = parse_receipt(data)
+    except LedgerError as exc:
+        v.add("format", "failed", str(exc))
+        return v
+    v.add("format", "ok", FORMAT)
+
+    if expected_domain is not None and r.domain != expected_domain:
+        v.add(
+            "domain",
+            "failed",
+            f"receipt is for {r.domain.to_json()}, expected {expected_domain.to_json()}",
+        )
+
+    data_hash = commitment(r.record.canonical_bytes())
+    leaf = hash_leaf(data_hash)
+    if leaf == r.leaf_hash:
+        v.add("canonical", "ok", f"leaf hash {hex0x(leaf)}")
+    else:
+        v.add(
+            "canonical",
+            "failed",
+            f"record hashes to leaf {hex0x(leaf)}, receipt says {hex0x(r.leaf_hash)}",
+        )
+
+    try:
+        verify_record_signature(r.domain, r.record, r.signature, data_hash)
+        v.add("signature", "ok", f"EIP-712 signature by {r.record.producer.address}")
+    except LedgerError as exc:
+        v.add("signature", "failed", str(exc))
+
+    if keys is None:
+        v.add("key", "skipped", "no key registry at hand")
+    else:
+        created = parse_time(r.record.created_at)
+        at = int(created.timestamp()) * 1_000_000 + created.microsecond
+        try:
+            # A receipt stays valid after a later revocation: check at the record's time only.
+            keys.check(r.record.producer.participant, r.record.producer.address, at, at)
+            v.add(
+                "key",
+                "ok",
+                f"key of {r.record.producer.participant} valid at {r.record.created_at}",
+            )
+        except LedgerError as exc:
+            v.add("key", "failed", str(exc))
+
+    try:
+        verify_inclusion(leaf, r.leaf_index, r.size, r.proof, r.root)
+        v.add("inclusion", "ok", f"leaf {r.leaf_index} in tree of size {r.size}")
+    except LedgerError as exc:
+        v.add("inclusion", "failed", str(exc))
+
+    if checkpoint_source is None:
+        v.add("checkpoint", "skipped", "no log at hand to compare the checkpoint with")
+    else:
+        _run(v, "checkpoint", lambda: checkpoint_source(r.size, r.root))
+    if anchor_source is None:
+        v.add("anchor", "skipped", "no chain at hand")
+    else:
+        _run(v, "anchor", lambda: anchor_source(r))
+    return v
+
+
+def _run(v: Verdict, name: str, check: Callable[[], str]) -> None:
+    try:
+        v.add(name, "ok", check())
+    except LedgerError as exc:
+        v.add(name, "failed", str(exc))
+
+
+def log_checkpoint_source(log: Log) -> CheckpointSource:
+    """Check a (size, root) against the local log."""
+
+    def check(size: int, root: bytes) -> str:
+        try:
+            have = log.root(size)
+        except LedgerError as exc:
+            raise NotFound(f"the local log cannot confirm size {size}: {exc}") from None
+        if have != root:
+            raise VerificationError(
+                f"the log's root at size {size} is {hex0x(have)}, receipt says {hex0x(root)}"
+            )
+        return f"root matches the local log at size {size}"
+
+    return check
