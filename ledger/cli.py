@@ -18,7 +18,7 @@ from ledger.errors import LedgerError
 from ledger.ingest import Accepted, Rejected, check_lines, submission_json
 from ledger.receipts import build_receipt, log_checkpoint_source, verify_receipt, write_json_atomic
 from ledger.records import Record, format_time, hex0x
-from ledger.registry import ROLES
+from ledger.registry import ROLES, KeyInfo
 from ledger.signing import Signer
 from ml.cli import app as ml_app
 
@@ -31,8 +31,8 @@ participants_app = typer.Typer(no_args_is_help=True, help="Participants, roles a
 app.add_typer(participants_app, name="participants")
 app.add_typer(ml_app, name="ml")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 Home = Annotated[
     Path,
@@ -76,7 +76,7 @@ def participants_list(home: Home = DEFAULT_HOME) -> None:
     table = Table("participant", "name", "roles", "key", "valid from", "revoked")
     keys = dep.registry.keys()
     for p in dep.registry.participants():
-        mine = [k for k in keys if k.participant == p.id] or [None]
+        mine: list[KeyInfo | None] = [k for k in keys if k.participant == p.id] or [None]
         for i, k in enumerate(mine):
             table.add_row(
                 p.id if i == 0 else "",

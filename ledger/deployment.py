@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import rlp  # type: ignore[import-untyped]
+import rlp
 
 from ledger.errors import InputError, NotFound
 from ledger.log import Log
@@ -60,7 +60,7 @@ class Deployment:
             raise InputError(f"{home} already holds a deployment ({CONFIG} exists)")
         home.mkdir(parents=True, exist_ok=True)
         signer = Signer.generate()
-        config = {
+        config: dict[str, Any] = {
             "database_url": database_url or sqlite_url(home / "ledger.db"),
             "domain": Domain(chain_id, create_address(signer.address, 0)).to_json(),
             "operator": operator,

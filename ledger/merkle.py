@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from ledger.errors import ProofError
 
@@ -35,7 +35,8 @@ def hash_children(left: bytes, right: bytes) -> bytes:
     return _sha256(NODE_PREFIX + left + right).digest()
 
 
-class NodeID(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class NodeID:
     """The perfect subtree of 2**level leaves starting at leaf index * 2**level."""
 
     level: int

@@ -13,7 +13,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from ledger.errors import StorageError
@@ -77,7 +77,7 @@ class Store:
                 migrate(engine)
             with engine.begin() as conn:
                 if conn.execute(select(LogState.size).where(LogState.id == 1)).first() is None:
-                    conn.execute(LogState.__table__.insert().values(id=1, size=0))
+                    conn.execute(insert(LogState).values(id=1, size=0))
         except OperationalError as exc:
             engine.dispose()
             raise StorageError(f"cannot open database {engine.url!r}: {exc.orig}") from exc

@@ -1,0 +1,183 @@
+"""The CLI end to end, and every kind of bad input it must refuse cleanly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ledger.cli import app
+from ledger.deployment import Deployment
+
+runner = CliRunner()
+
+
+def run(*args: str, input: str | None = None, code: int = 0) -> str:
+    result = runner.invoke(app, list(args), input=input)
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    h = tmp_path / "home"
+    run("init", "--home", str(h))
+    run("participants", "add", "acme", "--role", "supplier", "--home", str(h))
+    return h
+
+
+def signed(home: Path, n: int, tmp_path: Path, who: str = "acme") -> Path:
+    payloads = tmp_path / "payloads.jsonl"
+    payloads.write_text("".join(json.dumps({"lot": f"L{i}", "qty": i}) + "\n" for i in range(n)))
+    out = tmp_path / f"signed-{n}.jsonl"
+    run(
+        "sign",
+        "--as",
+        who,
+        "--kind",
+        "supplier_record",
+        str(payloads),
+        "-o",
+        str(out),
+        "--home",
+        str(home),
+    )
+    return out
+
+
+def size(home: Path) -> int:
+    dep = Deployment.open(home)
+    try:
+        return dep.log.committed_size()
+    finally:
+        dep.close()
+
+
+def test_full_flow(home: Path, tmp_path: Path) -> None:
+    lines = signed(home, 25, tmp_path)
+    assert "appended 25 records" in run("append", str(lines), "--home", str(home))
+    assert "0 skipped" in run("append", str(lines), "--home", str(home))  # idempotent
+    assert size(home) == 25
+    assert "checkpoint size 25" in run("checkpoint", "--home", str(home))
+    r = tmp_path / "r.json"
+    run("receipt", "7", "-o", str(r), "--home", str(home))
+    output = run("verify", str(r), "--home", str(home))
+    assert "receipt verified" in output and "checkpoint root matches" in output
+    assert "skipped  checkpoint" in run("verify", str(r), "--offline")
+    leaf = json.loads(r.read_text())["leaf_hash"]
+    r2 = tmp_path / "r2.json"
+    run("receipt", leaf, "-o", str(r2), "--home", str(home))
+    assert json.loads(r2.read_text())["leaf_index"] == 7
+    assert "log size" in run("status", "--home", str(home))
+    assert "acme" in run("participants", "list", "--home", str(home))
+
+
+def test_malformed_json_appends_nothing(home: Path, tmp_path: Path) -> None:
+    lines = signed(home, 5, tmp_path)
+    text = lines.read_text().splitlines()
+    text.insert(3, '{"record": {oops')
+    lines.write_text("\n".join(text) + "\n")
+    output = run("append", str(lines), "--home", str(home), code=2)
+    assert "line 4: malformed JSON" in output and "nothing was appended" in output
+    assert size(home) == 0
+    output = run("append", str(lines), "--skip-invalid", "--home", str(home), code=1)
+    assert "skipped line 4" in output and size(home) == 5
+
+
+@pytest.mark.parametrize(
+    ("mutate", "complaint"),
+    [
+        (lambda s: s.pop("signature"), "missing signature"),
+        (lambda s: s.update(signature="0x" + "00" * 65), "signature"),
+        (lambda s: s.update(signature=s["signature"][:-4]), "63 bytes, expected 65"),
+        (lambda s: s["record"]["payload"].update(qty=999), "signature was made by"),
+        (lambda s: s["record"].pop("salt"), "salt: Field required"),
+    ],
+)
+def test_bad_signatures_are_refused(home: Path, tmp_path: Path, mutate, complaint: str) -> None:  # type: ignore[no-untyped-def]
+    lines = signed(home, 2, tmp_path)
+    subs = [json.loads(x) for x in lines.read_text().splitlines()]
+    mutate(subs[1])
+    lines.write_text("".join(json.dumps(s) + "\n" for s in subs))
+    output = run("append", str(lines), "--home", str(home), code=2)
+    assert "line 2:" in output and complaint in output, output
+    assert size(home) == 0
+
+
+def test_unknown_and_revoked_keys(home: Path, tmp_path: Path) -> None:
+    lines = signed(home, 3, tmp_path)
+    dep = Deployment.open(home)
+    address = dep.registry.keys("acme")[0].address
+    dep.close()
+    run("participants", "revoke", address, "--reason", "laptop stolen", "--home", str(home))
+    output = run("append", str(lines), "--home", str(home), code=2)
+    assert "has been revoked" in output or "not valid" in output
+    assert size(home) == 0
+    # A rotated-in key signs again; records from the revoked key stay refused.
+    run("participants", "rotate", "acme", "--home", str(home))
+    fresh = signed(home, 2, tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path)
+    assert "appended 2 records" in run("append", str(fresh), "--home", str(home))
+    # A key registered nowhere.
+    other = tmp_path / "other"
+    run("init", "--home", str(other))
+    run("participants", "add", "acme", "--role", "supplier", "--home", str(other))
+    stranger = signed(other, 1, tmp_path / "y" if (tmp_path / "y").mkdir() is None else tmp_path)
+    output = run("append", str(stranger), "--home", str(home), code=2)
+    assert "signature was made by" in output  # the other deployment's domain
+    assert size(home) == 2
+
+
+def test_bad_receipts_name_the_failed_check(home: Path, tmp_path: Path) -> None:
+    run("append", str(signed(home, 10, tmp_path)), "--home", str(home))
+    run("checkpoint", "--home", str(home))
+    r = tmp_path / "r.json"
+    run("receipt", "3", "-o", str(r), "--home", str(home))
+    good = json.loads(r.read_text())
+
+    def verify(data: dict | str, code: int) -> str:
+        bad = tmp_path / "bad.json"
+        bad.write_text(data if isinstance(data, str) else json.dumps(data))
+        return run("verify", str(bad), "--home", str(home), code=code)
+
+    wrong_size = {**good, "checkpoint": {**good["checkpoint"], "size": 5}}
+    out = verify(wrong_size, 1)
+    assert "failed  inclusion" in out and "expected 3" in out
+    # A size the proof's shape cannot tell apart is caught against the log.
+    beyond = {**good, "checkpoint": {**good["checkpoint"], "size": 11}}
+    out = verify(beyond, 1)
+    assert "failed  checkpoint" in out and "no tree of size 11" in out
+    out = verify({**good, "inclusion_proof": good["inclusion_proof"][:-1]}, 1)
+    assert "failed  inclusion" in out
+    forged = {**good, "record": {**good["record"], "payload": {"lot": "forged"}}}
+    out = verify(forged, 1)
+    assert "failed  canonical" in out and "failed  signature" in out
+    out = verify(r.read_text()[: len(r.read_text()) // 2], 2)
+    assert "not JSON (truncated?)" in out
+    trimmed = {k: v for k, v in good.items() if k != "checkpoint"}
+    assert "missing checkpoint" in verify(trimmed, 1)
+
+
+def test_receipt_errors(home: Path, tmp_path: Path) -> None:
+    run("append", str(signed(home, 2, tmp_path)), "--home", str(home))
+    out = run("receipt", "1", "-o", str(tmp_path / "r.json"), "--home", str(home), code=2)
+    assert "not covered by a checkpoint" in out and not (tmp_path / "r.json").exists()
+    assert "no record at index 9" in run(
+        "receipt", "9", "-o", "x.json", "--home", str(home), code=2
+    )
+    assert "neither a leaf index" in run(
+        "receipt", "abc", "-o", "x.json", "--home", str(home), code=2
+    )
+
+
+def test_commands_without_deployment(tmp_path: Path) -> None:
+    out = run("status", "--home", str(tmp_path / "none"), code=2)
+    assert "forgeproof init" in out
+    run("init", "--home", str(tmp_path / "h"))
+    assert "already holds" in run("init", "--home", str(tmp_path / "h"), code=2)
+
+
+def test_demo(tmp_path: Path) -> None:
+    out = run("demo", "--home", str(tmp_path / "demo"), "--records", "40")
+    assert "appended 40 signed records" in out and "rejected, as it must be" in out
