@@ -35,7 +35,9 @@ def hash_children(left: bytes, right: bytes) -> bytes:
     return _sha256(NODE_PREFIX + left + right).digest()
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs a microsecond per node on the append path.
+# Treat instances as immutable; they are hashed as dictionary keys.
+@dataclass(slots=True, unsafe_hash=True)
 class NodeID:
     """The perfect subtree of 2**level leaves starting at leaf index * 2**level."""
 
