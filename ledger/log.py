@@ -263,14 +263,14 @@ class Log:
             row = conn.execute(select(RecordRow).where(RecordRow.leaf_index == index)).first()
         if row is None:
             raise NotFound(f"no record at index {index}")
-        return _stored(row)
+        return stored_from_row(row)
 
     def find(self, leaf_hash: bytes) -> StoredRecord:
         with self.store.reading() as conn:
             row = conn.execute(select(RecordRow).where(RecordRow.leaf_hash == leaf_hash)).first()
         if row is None:
             raise NotFound(f"no record with leaf hash 0x{leaf_hash.hex()}")
-        return _stored(row)
+        return stored_from_row(row)
 
     def erase(self, index: int) -> None:
         """Delete a record's content and salt; its leaf (and so every proof) remains."""
@@ -294,7 +294,7 @@ class Log:
                 raise Conflict("the log is empty: nothing to checkpoint")
             row = conn.execute(select(CheckpointRow).where(CheckpointRow.size == size)).first()
             if row is not None:
-                return _checkpoint(row)
+                return checkpoint_from_row(row)
             root = fold_right(_read_nodes(conn, range_nodes(0, size)))
             cp = Checkpoint(size, root, now_us())
             conn.execute(
@@ -305,7 +305,7 @@ class Log:
     def checkpoints(self, *, limit: int | None = None) -> list[Checkpoint]:
         q = select(CheckpointRow).order_by(CheckpointRow.size.desc()).limit(limit)
         with self.store.reading() as conn:
-            return [_checkpoint(r) for r in conn.execute(q).all()]
+            return [checkpoint_from_row(r) for r in conn.execute(q).all()]
 
     def latest_checkpoint(self) -> Checkpoint | None:
         found = self.checkpoints(limit=1)
@@ -316,7 +316,7 @@ class Log:
             row = conn.execute(select(CheckpointRow).where(CheckpointRow.size == size)).first()
         if row is None:
             raise NotFound(f"no checkpoint at size {size}")
-        return _checkpoint(row)
+        return checkpoint_from_row(row)
 
     def covering_checkpoint(self, index: int) -> Checkpoint:
         """The newest checkpoint that includes leaf `index`, preferring anchored ones."""
@@ -330,7 +330,7 @@ class Log:
             row = conn.execute(q).first()
         if row is None:
             raise NotFound(f"record {index} is not covered by a checkpoint yet")
-        return _checkpoint(row)
+        return checkpoint_from_row(row)
 
     def mark_anchored(
         self, size: int, *, chain_id: int, contract: str, tx_hash: str, block_number: int
@@ -351,7 +351,7 @@ class Log:
             raise NotFound(f"no checkpoint at size {size}")
 
 
-def _stored(row: object) -> StoredRecord:
+def stored_from_row(row: object) -> StoredRecord:
     r = row._mapping  # type: ignore[attr-defined]
     return StoredRecord(
         index=r["leaf_index"],
@@ -366,7 +366,7 @@ def _stored(row: object) -> StoredRecord:
     )
 
 
-def _checkpoint(row: object) -> Checkpoint:
+def checkpoint_from_row(row: object) -> Checkpoint:
     r = row._mapping  # type: ignore[attr-defined]
     return Checkpoint(
         size=r["size"],

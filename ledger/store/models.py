@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -109,3 +111,76 @@ class KeyRow(Base):
     valid_from_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
     revoked_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     reason: Mapped[str | None] = mapped_column(String(256), nullable=True)
+
+
+class ApiKeyRow(Base):
+    """An API key of the provenance service: only its SHA-256 is kept."""
+
+    __tablename__ = "api_keys"
+
+    key_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    participant: Mapped[str] = mapped_column(
+        String(128), ForeignKey("participants.id"), nullable=False, index=True
+    )
+    role: Mapped[str] = mapped_column(String(32), nullable=False)
+    label: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    revoked_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class AssetAssignment(Base):
+    """Which maintenance partner services which asset (an engine, a machine, a line)."""
+
+    __tablename__ = "asset_assignments"
+
+    asset: Mapped[str] = mapped_column(String(128), primary_key=True)
+    maintainer: Mapped[str] = mapped_column(
+        String(128), ForeignKey("participants.id"), primary_key=True
+    )
+
+
+class RecordTag(Base):
+    """Searchable facts about a record beyond its envelope: the asset and model it cites."""
+
+    __tablename__ = "record_tags"
+
+    leaf_index: Mapped[int] = mapped_column(RowKey, primary_key=True, autoincrement=False)
+    asset: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    model: Mapped[str | None] = mapped_column(String(66), nullable=True, index=True)
+
+
+class Subscription(Base):
+    """A maintenance partner's webhook: deliveries are signed with its secret."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    participant: Mapped[str] = mapped_column(
+        String(128), ForeignKey("participants.id"), nullable=False, index=True
+    )
+    url: Mapped[str] = mapped_column(String(2048), nullable=False)
+    secret: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+
+
+class Delivery(Base):
+    """The webhook outbox: one row per (subscription, record), retried until delivered."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription: Mapped[str] = mapped_column(
+        String(36), ForeignKey("subscriptions.id"), nullable=False
+    )
+    leaf_index: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # pending|delivered|failed
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_error: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    delivered_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("subscription", "leaf_index"),
+        Index(None, "status", "next_attempt_us"),
+    )

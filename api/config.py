@@ -1,0 +1,22 @@
+"""Settings of the provenance service, read from the environment once (FORGEPROOF_*)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FORGEPROOF_")
+
+    home: Path = Path("forgeproof-home")
+    database_url: str | None = None  # default: the deployment's own (SQLite in home)
+    chain_url: str | None = None  # default: the embedded chain in home
+    max_body_bytes: int = 4 * 1024 * 1024
+    page_limit: int = 500
+    checkpoint_every: int = 256  # records
+    checkpoint_interval_s: float = 5.0
+    webhook_timeout_s: float = 5.0
+    webhook_max_attempts: int = 8
+    sequencer: bool = True  # run the sequencer and webhook worker inside the server

@@ -1,0 +1,56 @@
+"""Annotated dependencies, defined once: the service, the caller, role checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.auth import Caller
+from api.errors import forbidden, unauthorized
+from api.service import Service
+
+_bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer fp_...`")
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def authenticate(
+    service: ServiceDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    if credentials is None:
+        raise unauthorized()
+    caller = service.api_keys.lookup(credentials.credentials)
+    if caller is None:
+        raise unauthorized()
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(authenticate)]
+
+
+def require(*roles: str) -> Callable[[Caller], Caller]:
+    """A dependency that lets only callers acting in one of `roles` through."""
+
+    def check(caller: CallerDep) -> Caller:
+        if caller.role not in roles:
+            raise forbidden(f"role {caller.role} may not do this (needs {' or '.join(roles)})")
+        return caller
+
+    return check
+
+
+Operator = Annotated[Caller, Depends(require("operator"))]
+Writer = Annotated[Caller, Depends(require("supplier", "manufacturer", "operator"))]
+Predictor = Annotated[Caller, Depends(require("manufacturer", "operator"))]
+Publisher = Annotated[Caller, Depends(require("model_publisher", "operator"))]
+Maintainer = Annotated[Caller, Depends(require("maintainer"))]

@@ -1,0 +1,79 @@
+"""Small helpers shared by routes: ids, cursors, times."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from api.errors import ApiError
+from ledger.log import Log, StoredRecord
+from ledger.records import format_time, hex0x
+
+
+def us_to_time(us: int) -> str:
+    return format_time(datetime.fromtimestamp(us / 1e6, UTC))
+
+
+def time_to_us(value: str, name: str) -> int:
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(
+            422, "invalid_request", f"{name}: expected an RFC 3339 time, got {value!r}"
+        ) from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return int(t.timestamp() * 1_000_000)
+
+
+def encode_cursor(data: dict[str, Any]) -> str:
+    return (
+        base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode())
+        .decode()
+        .rstrip("=")
+    )
+
+
+def decode_cursor(cursor: str | None) -> dict[str, Any]:
+    if not cursor:
+        return {}
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded))
+        if not isinstance(data, dict):
+            raise ValueError
+        return data
+    except ValueError:
+        raise ApiError(422, "invalid_cursor", "cursor is not one this service issued") from None
+
+
+def lookup(log: Log, id: str) -> StoredRecord:
+    """A record by leaf hash (0x...) or index."""
+    if id.startswith("0x"):
+        try:
+            leaf = bytes.fromhex(id[2:])
+        except ValueError:
+            raise ApiError(422, "invalid_id", f"{id!r} is not a 0x leaf hash") from None
+        if len(leaf) != 32:
+            raise ApiError(422, "invalid_id", f"leaf hash is {len(leaf)} bytes, expected 32")
+        return log.find(leaf)
+    if not id.isdigit():
+        raise ApiError(422, "invalid_id", f"{id!r} is neither a leaf index nor a 0x leaf hash")
+    return log.get(int(id))
+
+
+def record_public(s: StoredRecord) -> dict[str, Any]:
+    return {
+        "id": hex0x(s.leaf_hash),
+        "index": s.index,
+        "kind": s.kind,
+        "participant": s.participant,
+        "signer": s.signer,
+        "created_at": us_to_time(s.created_us),
+        "appended_at": us_to_time(s.appended_us),
+        "erased": s.canonical is None,
+        "record": json.loads(s.canonical) if s.canonical is not None else None,
+        "signature": hex0x(s.signature),
+    }

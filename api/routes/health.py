@@ -1,0 +1,30 @@
+"""Liveness and Prometheus metrics (unauthenticated, as scrapers expect)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.deps import ServiceDep
+from api.metrics import LOG_SIZE, REGISTRY
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz(service: ServiceDep) -> dict[str, object]:
+    """Up, with the log's size and the newest checkpoint."""
+    cp = service.dep.log.latest_checkpoint()
+    return {
+        "status": "ok",
+        "log_size": service.dep.log.committed_size(),
+        "checkpoint": cp.size if cp else None,
+        "anchored": cp.anchored if cp else None,
+    }
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(service: ServiceDep) -> Response:
+    """Prometheus text exposition."""
+    LOG_SIZE.set(service.dep.log.size)
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,135 @@
+"""Records: submit, read, list, and their receipts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy import select
+
+from api.access import may_see, visible
+from api.deps import CallerDep, ServiceDep, Writer
+from api.errors import forbidden
+from api.routes._common import decode_cursor, encode_cursor, lookup, record_public, time_to_us
+from api.schemas import (
+    ErrorPublic,
+    ReceiptPublic,
+    RecordAccepted,
+    RecordCreate,
+    RecordPublic,
+    RecordsPublic,
+)
+from ledger.errors import NotFound
+from ledger.ingest import parse_submission
+from ledger.log import StoredRecord, stored_from_row
+from ledger.receipts import build_receipt
+from ledger.records import hex0x
+from ledger.store.models import RecordRow, RecordTag
+
+router = APIRouter(prefix="/v1/records", tags=["records"])
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorPublic} for code in (401, 403, 422)}
+
+
+@router.post("", status_code=201, response_model=RecordAccepted, responses=ERRORS)
+def submit_record(
+    body: RecordCreate, caller: Writer, service: ServiceDep, response: Response
+) -> RecordAccepted:
+    """Submit a record signed by its producer; the caller must be that producer."""
+    record, signature = parse_submission(body.model_dump())
+    if record.producer.participant != caller.participant:
+        raise forbidden(
+            f"{caller.participant} may only submit its own records,"
+            f" not {record.producer.participant}'s"
+        )
+    result = service.submit(record, signature)
+    if result.duplicate:
+        response.status_code = 200
+    return RecordAccepted(
+        status="duplicate" if result.duplicate else "accepted",
+        id=hex0x(result.leaf_hash),
+        index=result.index,
+    )
+
+
+def _readable(service: ServiceDep, caller: CallerDep, id: str) -> StoredRecord:
+    """The record, if the caller may see it; otherwise 403 whether or not it exists."""
+    try:
+        stored = lookup(service.dep.log, id)
+    except NotFound:
+        if caller.reads_everything:
+            raise
+        raise forbidden("no such record visible to this participant") from None
+    with service.dep.store.reading() as conn:
+        if not may_see(conn, caller, stored):
+            raise forbidden("no such record visible to this participant")
+    return stored
+
+
+@router.get("/{id}", response_model=RecordPublic, responses=ERRORS | {404: {"model": ErrorPublic}})
+def get_record(id: str, caller: CallerDep, service: ServiceDep) -> dict:
+    """A record by leaf hash or index."""
+    return record_public(_readable(service, caller, id))
+
+
+@router.get(
+    "/{id}/receipt", response_model=ReceiptPublic, responses=ERRORS | {404: {"model": ErrorPublic}}
+)
+def get_receipt(
+    id: str, caller: CallerDep, service: ServiceDep, response: Response
+) -> ReceiptPublic:
+    """The record's receipt: pending (202) until checkpointed, then with proof and anchor."""
+    stored = _readable(service, caller, id)
+    try:
+        receipt = build_receipt(service.dep.log, stored.index, service.dep.domain)
+    except NotFound as exc:
+        if "not covered" not in str(exc):
+            raise
+        response.status_code = 202
+        return ReceiptPublic(status="pending", receipt=None)
+    return ReceiptPublic(
+        status="anchored" if receipt["anchor"] else "checkpointed", receipt=receipt
+    )
+
+
+@router.get("", response_model=RecordsPublic, responses=ERRORS)
+def list_records(
+    caller: CallerDep,
+    service: ServiceDep,
+    kind: str | None = None,
+    producer: Annotated[str | None, Query(description="participant id")] = None,
+    model: Annotated[
+        str | None, Query(description="model manifest digest the record cites")
+    ] = None,
+    asset: str | None = None,
+    since: Annotated[str | None, Query(description="created at or after (RFC 3339)")] = None,
+    until: Annotated[str | None, Query(description="created before (RFC 3339)")] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> RecordsPublic:
+    """Records the caller may see, oldest first, filtered; cursor pagination."""
+    after = decode_cursor(cursor).get("after", -1)
+    q = visible(select(RecordRow), caller).where(RecordRow.leaf_index > int(after))
+    if kind:
+        q = q.where(RecordRow.kind == kind)
+    if producer:
+        q = q.where(RecordRow.participant == producer)
+    if since:
+        q = q.where(RecordRow.created_us >= time_to_us(since, "since"))
+    if until:
+        q = q.where(RecordRow.created_us < time_to_us(until, "until"))
+    if model or asset:
+        tags = select(RecordTag.leaf_index)
+        if model:
+            tags = tags.where(RecordTag.model == model)
+        if asset:
+            tags = tags.where(RecordTag.asset == asset)
+        q = q.where(RecordRow.leaf_index.in_(tags))
+    q = q.order_by(RecordRow.leaf_index).limit(limit + 1)
+    with service.dep.store.reading() as conn:
+        rows = [stored_from_row(r) for r in conn.execute(q).all()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return RecordsPublic(
+        data=[RecordPublic(**record_public(r)) for r in rows],
+        next_cursor=encode_cursor({"after": rows[-1].index}) if more else None,
+    )
