@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from api import errors
 from api.metrics import LATENCY, REQUESTS
-from api.routes import checkpoints, health, participants, records, verify
+from api.routes import checkpoints, health, participants, records, subscriptions, verify
 from api.service import Service
 
 DESCRIPTION = """
@@ -23,14 +23,8 @@ def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="forgeproof", version="1", description=DESCRIPTION)
     app.state.service = service
     errors.install(app)
-    for router in (
-        records.router,
-        verify.router,
-        checkpoints.router,
-        participants.router,
-        health.router,
-    ):
-        app.include_router(router)
+    for module in (records, verify, checkpoints, participants, subscriptions, health):
+        app.include_router(module.router)
     for extra in service.extras.get("routers", []):
         app.include_router(extra)
 
