@@ -1,0 +1,201 @@
+"""Every role against every endpoint: forbidden calls get 401/403 and leak nothing.
+
+The matrix lists each route of the app; a route missing from it fails the test, so a new
+endpoint cannot ship without deciding who may call it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import PLANT, Plant
+
+ROLES = {pid: role for pid, role in PLANT}
+ALL = set(ROLES)
+READ_ALL = {"operator", "line-3", "tuv"}
+
+
+def _ctx(plant: Plant) -> dict[str, Any]:
+    """A little history: a supplier record, a prediction for fixit's asset, a checkpoint."""
+    op = plant.as_("operator")
+    plant.client.post(
+        "/v1/participants/assignments",
+        json={"asset": "engine-7", "maintainer": "fixit"},
+        headers=op,
+    )
+    supplier = plant.submit("acme", lot="SECRET-LOT").json()
+    prediction = plant.submit("line-3", kind="prediction", asset="engine-7", rul=40.0).json()
+    plant.service.dep.log.checkpoint()
+    receipt = plant.client.get(f"/v1/records/{supplier['id']}/receipt", headers=op).json()[
+        "receipt"
+    ]
+    sub = plant.client.post(
+        "/v1/subscriptions", json={"url": "http://127.0.0.1:9/x"}, headers=plant.as_("fixit")
+    ).json()
+    return {"supplier": supplier, "prediction": prediction, "receipt": receipt, "sub": sub}
+
+
+Call = Callable[[Plant, str, dict[str, Any]], Any]
+
+# (method, route path) -> (who may call it, how to call it as `who`)
+MATRIX: dict[tuple[str, str], tuple[set[str], Call]] = {
+    ("POST", "/v1/records"): (
+        {"acme", "nordic", "line-3", "operator"},
+        lambda p, who, c: p.client.post("/v1/records", json=p.signed(who), headers=p.as_(who)),
+    ),
+    ("GET", "/v1/records"): (
+        ALL,
+        lambda p, who, c: p.client.get("/v1/records", headers=p.as_(who)),
+    ),
+    ("GET", "/v1/records/{id}"): (
+        READ_ALL | {"acme"},
+        lambda p, who, c: p.client.get(f"/v1/records/{c['supplier']['id']}", headers=p.as_(who)),
+    ),
+    ("GET", "/v1/records/{id}/receipt"): (
+        READ_ALL | {"acme"},
+        lambda p, who, c: p.client.get(
+            f"/v1/records/{c['supplier']['id']}/receipt", headers=p.as_(who)
+        ),
+    ),
+    ("POST", "/v1/verify"): (
+        ALL,
+        lambda p, who, c: p.client.post(
+            "/v1/verify", json={"receipt": c["receipt"]}, headers=p.as_(who)
+        ),
+    ),
+    ("GET", "/v1/checkpoints/latest"): (
+        ALL,
+        lambda p, who, c: p.client.get("/v1/checkpoints/latest", headers=p.as_(who)),
+    ),
+    ("GET", "/v1/checkpoints"): (
+        ALL,
+        lambda p, who, c: p.client.get("/v1/checkpoints", headers=p.as_(who)),
+    ),
+    ("GET", "/v1/checkpoints/consistency"): (
+        ALL,
+        lambda p, who, c: p.client.get(
+            "/v1/checkpoints/consistency", params={"from": 1, "to": 2}, headers=p.as_(who)
+        ),
+    ),
+    ("GET", "/v1/participants"): (
+        ALL,
+        lambda p, who, c: p.client.get("/v1/participants", headers=p.as_(who)),
+    ),
+    ("POST", "/v1/participants"): (
+        {"operator"},
+        lambda p, who, c: p.client.post(
+            "/v1/participants",
+            json={
+                "id": f"new-{who}",
+                "name": "N",
+                "roles": ["supplier"],
+                "address": "0x" + "12" * 20,
+            },
+            headers=p.as_(who),
+        ),
+    ),
+    ("POST", "/v1/participants/{participant}/keys/rotate"): (
+        {"operator", "nordic"},
+        lambda p, who, c: p.client.post(
+            "/v1/participants/nordic/keys/rotate",
+            json={"address": "0x" + f"{len(who):02x}" * 20},
+            headers=p.as_(who),
+        ),
+    ),
+    ("POST", "/v1/participants/{participant}/keys/{address}/revoke"): (
+        {"operator", "modelworks"},
+        lambda p, who, c: p.client.post(
+            f"/v1/participants/modelworks/keys/{p.signers['modelworks'].address}/revoke",
+            headers=p.as_(who),
+        ),
+    ),
+    ("POST", "/v1/participants/{participant}/api-keys"): (
+        {"operator"},
+        lambda p, who, c: p.client.post(
+            "/v1/participants/acme/api-keys", json={"role": "supplier"}, headers=p.as_(who)
+        ),
+    ),
+    ("POST", "/v1/participants/assignments"): (
+        {"operator"},
+        lambda p, who, c: p.client.post(
+            "/v1/participants/assignments",
+            json={"asset": f"a-{who}", "maintainer": "fixit"},
+            headers=p.as_(who),
+        ),
+    ),
+    ("GET", "/v1/feed"): (
+        {"fixit", "other-maint"},
+        lambda p, who, c: p.client.get("/v1/feed", headers=p.as_(who)),
+    ),
+    ("POST", "/v1/subscriptions"): (
+        {"fixit", "other-maint"},
+        lambda p, who, c: p.client.post(
+            "/v1/subscriptions", json={"url": "http://127.0.0.1:9/y"}, headers=p.as_(who)
+        ),
+    ),
+    ("GET", "/v1/subscriptions"): (
+        {"fixit", "other-maint"},
+        lambda p, who, c: p.client.get("/v1/subscriptions", headers=p.as_(who)),
+    ),
+    ("DELETE", "/v1/subscriptions/{id}"): (
+        {"fixit"},
+        lambda p, who, c: p.client.delete(
+            f"/v1/subscriptions/{c['sub']['id']}", headers=p.as_(who)
+        ),
+    ),
+    ("GET", "/v1/subscriptions/{id}/deliveries"): (
+        {"fixit"},
+        lambda p, who, c: p.client.get(
+            f"/v1/subscriptions/{c['sub']['id']}/deliveries", headers=p.as_(who)
+        ),
+    ),
+}
+PUBLIC = {("GET", "/healthz"), ("GET", "/metrics")}
+
+
+def test_matrix_covers_every_route(plant: Plant) -> None:
+    spec = plant.client.get("/openapi.json").json()
+    routes = {(m.upper(), path) for path, ops in spec["paths"].items() for m in ops}
+    assert routes - PUBLIC == set(MATRIX), "decide who may call the new endpoint, add it to MATRIX"
+
+
+@pytest.mark.parametrize("endpoint", sorted(MATRIX), ids=lambda e: f"{e[0]} {e[1]}")
+def test_role_matrix(plant: Plant, endpoint: tuple[str, str]) -> None:
+    ctx = _ctx(plant)
+    allowed, call = MATRIX[endpoint]
+    secret = "SECRET-LOT"
+    for who in sorted(ALL):
+        r = call(plant, who, ctx)
+        if who in allowed:
+            assert r.status_code not in (401, 403), (who, r.status_code, r.text)
+        else:
+            assert r.status_code in (401, 403), (who, r.status_code, r.text)
+            assert r.headers["content-type"] == "application/problem+json"
+            assert secret not in r.text and ctx["supplier"]["id"] not in r.text
+    # Without a key, or with a made-up one, nothing but the public endpoints answers.
+    anon = call(plant, "acme", ctx).request
+    for headers in ({}, {"Authorization": "Bearer fp_made_up"}):
+        r = plant.client.request(
+            anon.method,
+            str(anon.url),
+            content=anon.content,
+            headers={**headers, "content-type": "application/json"},
+        )
+        assert r.status_code == 401, r.text
+
+
+def test_forbidden_and_missing_records_look_the_same(plant: Plant) -> None:
+    ctx = _ctx(plant)
+    as_nordic = plant.as_("nordic")
+    exists = plant.client.get(f"/v1/records/{ctx['supplier']['id']}", headers=as_nordic)
+    missing = plant.client.get("/v1/records/0x" + "ab" * 32, headers=as_nordic)
+    beyond = plant.client.get("/v1/records/999", headers=as_nordic)
+    assert exists.status_code == missing.status_code == beyond.status_code == 403
+    assert json.loads(exists.text) == json.loads(missing.text) == json.loads(beyond.text)
+    # Lists never show others' records either.
+    listed = plant.client.get("/v1/records", headers=plant.as_("fixit")).json()["data"]
+    assert [r["id"] for r in listed] == [ctx["prediction"]["id"]]
