@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
 from api import errors
 from api.metrics import LATENCY, REQUESTS
 from api.routes import checkpoints, health, participants, records, subscriptions, verify
+from api.schemas import ErrorPublic
 from api.service import Service
 
 DESCRIPTION = """
@@ -28,6 +30,7 @@ def create_app(service: Service) -> FastAPI:
     for extra in service.extras.get("routers", []):
         app.include_router(extra)
 
+    _document_problems(app)
     limit = service.settings.max_body_bytes
 
     @app.middleware("http")
@@ -46,3 +49,41 @@ def create_app(service: Service) -> FastAPI:
         return response
 
     return app
+
+
+_ERRORS = {
+    "401": "missing or invalid API key",
+    "403": "not allowed for this participant (or no such resource visible to it)",
+    "404": "no such resource",
+    "409": "conflicts with stored state",
+    "413": "request body too large",
+    "422": "invalid request, signature, key or proof",
+    "503": "database or chain unavailable",
+}
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Every operation documents its error statuses as RFC 9457 problem+json."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        spec = build()
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = ErrorPublic.model_json_schema()
+        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for path, ops in spec["paths"].items():
+            for op in ops.values():
+                responses = op.setdefault("responses", {})
+                public = path in ("/healthz", "/metrics")
+                for code, text in _ERRORS.items():
+                    if public and code != "503":
+                        continue
+                    responses[code] = {"description": text, "content": problem}
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
