@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -27,3 +31,18 @@ def postgres_url() -> str:
             pytest.fail("CI must run the PostgreSQL tests: FORGEPROOF_TEST_POSTGRES_URL is unset")
         pytest.skip("FORGEPROOF_TEST_POSTGRES_URL is not set (make services)")
     return url
+
+
+@contextmanager
+def postgres_schema(url: str) -> Iterator[str]:
+    """A throwaway schema on the test database; yields a URL whose search_path is that schema."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield url + ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()

@@ -18,6 +18,7 @@ from api.service import Service
 from ledger.deployment import Deployment
 from ledger.records import Record
 from ledger.signing import Signer
+from tests.conftest import postgres_schema
 
 PLANT = [
     ("operator", "operator"),
@@ -68,8 +69,14 @@ def make_plant(home: Path, database_url: str | None = None) -> Plant:
     return Plant(client, service, keys, signers)
 
 
-@pytest.fixture
-def plant(tmp_path: Path) -> Iterator[Plant]:
-    p = make_plant(tmp_path / "home")
-    yield p
-    p.service.dep.close()
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def plant(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Plant]:
+    if request.param == "sqlite":
+        p = make_plant(tmp_path / "home")
+        yield p
+        p.service.dep.close()
+        return
+    with postgres_schema(request.getfixturevalue("postgres_url")) as url:
+        p = make_plant(tmp_path / "home", database_url=url)
+        yield p
+        p.service.dep.close()

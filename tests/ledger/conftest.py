@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from ledger.ingest import Accepted, check_record
 from ledger.records import Record
 from ledger.registry import Registry, now_us
 from ledger.signing import Domain, Signer
 from ledger.store import Store, sqlite_url
+from tests.conftest import postgres_schema
 
 DOMAIN = Domain(chain_id=131277322940537, verifying_contract="0x" + "ab" * 20)
 
@@ -32,19 +31,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 def _postgres_store(url: str) -> Iterator[Store]:
-    """A fresh schema per test on the shared test database."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    s = Store.open(url + ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}")
-    try:
-        yield s
-    finally:
-        s.close()
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with postgres_schema(url) as schema_url:
+        s = Store.open(schema_url)
+        try:
+            yield s
+        finally:
+            s.close()
 
 
 @dataclass
