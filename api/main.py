@@ -10,7 +10,15 @@ from fastapi import FastAPI, Request, Response
 
 from api import errors
 from api.metrics import LATENCY, REQUESTS
-from api.routes import checkpoints, health, participants, records, subscriptions, verify
+from api.routes import (
+    checkpoints,
+    health,
+    models,
+    participants,
+    records,
+    subscriptions,
+    verify,
+)
 from api.schemas import ErrorPublic
 from api.service import Service
 
@@ -25,7 +33,7 @@ def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="forgeproof", version="1", description=DESCRIPTION)
     app.state.service = service
     errors.install(app)
-    for module in (records, verify, checkpoints, participants, subscriptions, health):
+    for module in (records, verify, checkpoints, models, participants, subscriptions, health):
         app.include_router(module.router)
     for extra in service.extras.get("routers", []):
         app.include_router(extra)

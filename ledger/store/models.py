@@ -184,3 +184,16 @@ class Delivery(Base):
         UniqueConstraint("subscription", "leaf_index"),
         Index(None, "status", "next_attempt_us"),
     )
+
+
+class ModelRow(Base):
+    """A registered model manifest; predictions cite its digest."""
+
+    __tablename__ = "models"
+
+    digest: Mapped[str] = mapped_column(String(66), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    task: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    leaf_index: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    publisher: Mapped[str] = mapped_column(String(128), nullable=False)
+    registered_us: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -36,7 +36,35 @@ def _ctx(plant: Plant) -> dict[str, Any]:
     sub = plant.client.post(
         "/v1/subscriptions", json={"url": "http://127.0.0.1:9/x"}, headers=plant.as_("fixit")
     ).json()
-    return {"supplier": supplier, "prediction": prediction, "receipt": receipt, "sub": sub}
+    model = p_register(plant)
+    return {
+        "model": model,
+        "supplier": supplier,
+        "prediction": prediction,
+        "receipt": receipt,
+        "sub": sub,
+    }
+
+
+def _manifest(plant: Plant, who: str, name: str | None = None) -> dict[str, Any]:
+    manifest = {
+        "name": name or f"rul-{who}",
+        "task": "rul",
+        "architecture": "cnn",
+        "config": {},
+        "weights_sha256": "0x" + "00" * 32,
+        "training_data": {},
+        "created_at": "2026-11-01T00:00:00Z",
+    }
+    return plant.signed(who, kind="model_manifest", **manifest)
+
+
+def p_register(plant: Plant) -> dict[str, Any]:
+    r = plant.client.post(
+        "/v1/models", json=_manifest(plant, "modelworks", "base"), headers=plant.as_("modelworks")
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
 
 
 Call = Callable[[Plant, str, dict[str, Any]], Any]
@@ -152,6 +180,17 @@ MATRIX: dict[tuple[str, str], tuple[set[str], Call]] = {
         lambda p, who, c: p.client.get(
             f"/v1/subscriptions/{c['sub']['id']}/deliveries", headers=p.as_(who)
         ),
+    ),
+}
+MATRIX |= {
+    ("POST", "/v1/models"): (
+        {"modelworks", "operator"},
+        lambda p, who, c: p.client.post("/v1/models", json=_manifest(p, who), headers=p.as_(who)),
+    ),
+    ("GET", "/v1/models"): (ALL, lambda p, who, c: p.client.get("/v1/models", headers=p.as_(who))),
+    ("GET", "/v1/models/{digest}"): (
+        ALL,
+        lambda p, who, c: p.client.get(f"/v1/models/{c['model']['digest']}", headers=p.as_(who)),
     ),
 }
 PUBLIC = {("GET", "/healthz"), ("GET", "/metrics")}

@@ -18,6 +18,19 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
+        "models",
+        sa.Column("digest", sa.String(length=66), nullable=False),
+        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("task", sa.String(length=32), nullable=False),
+        sa.Column("leaf_index", sa.BigInteger(), nullable=False),
+        sa.Column("publisher", sa.String(length=128), nullable=False),
+        sa.Column("registered_us", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("digest", name=op.f("pk_models")),
+    )
+    with op.batch_alter_table("models", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_models_task"), ["task"], unique=False)
+
+    op.create_table(
         "record_tags",
         sa.Column(
             "leaf_index",
@@ -127,3 +140,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_record_tags_asset"))
 
     op.drop_table("record_tags")
+    with op.batch_alter_table("models", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_models_task"))
+
+    op.drop_table("models")
