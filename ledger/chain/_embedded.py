@@ -28,6 +28,7 @@ from eth.estimators.gas import binary_gas_search_intrinsic_tolerance
 from eth.exceptions import CanonicalHeadNotFound
 from eth.vm.forks import PragueVM
 from eth.vm.spoof import SpoofTransaction
+from eth_account import Account
 from eth_tester import EthereumTester, PyEVMBackend
 from eth_tester.backends.pyevm.main import (
     generate_genesis_state_for_keys,
@@ -35,9 +36,11 @@ from eth_tester.backends.pyevm.main import (
     get_default_genesis_params,
 )
 from eth_typing import BlockNumber
+from eth_utils import to_checksum_address
+from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 
-from ledger.errors import ChainUnavailable
+from ledger.errors import ChainError, ChainUnavailable
 
 CHAIN_DB = "chain.sqlite"
 LOCK_FILE = "chain.lock"
@@ -228,3 +231,29 @@ class _LockedTesterProvider(EthereumTesterProvider):
 
 def locked_provider(tester: EthereumTester) -> EthereumTesterProvider:
     return _LockedTesterProvider(tester)
+
+
+def fund_from_faucet(w3: Web3, address: str, minimum: int = 10**21) -> None:
+    """Top `address` up to at least `minimum` wei from eth-tester's last test account.
+
+    The last one, so that the first (the default operator key) keeps nonce 0 for its
+    deployment and the contract address stays predictable.
+    """
+    checksum = to_checksum_address(address)
+    if w3.eth.get_balance(checksum) >= minimum:
+        return
+    faucet = Account.from_key(faucet_key(9))
+    base_fee = int(w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
+    tx = {
+        "from": faucet.address,
+        "to": checksum,
+        "value": 10 * minimum,
+        "gas": 21000,
+        "nonce": w3.eth.get_transaction_count(faucet.address),
+        "chainId": w3.eth.chain_id,
+        "maxFeePerGas": 2 * base_fee + 1,
+        "maxPriorityFeePerGas": 1,
+    }
+    w3.eth.send_raw_transaction(faucet.sign_transaction(tx).raw_transaction)
+    if w3.eth.get_balance(checksum) < minimum:
+        raise ChainError(f"could not fund {address} from the embedded chain's test accounts")

@@ -156,6 +156,19 @@ def foreign(what: str, exc: BaseException) -> ChainError:
     return ChainError(f"{what} failed: {type(exc).__name__}: {exc}")
 
 
+def is_nonce_error(exc: BaseException) -> bool:
+    """The node refused the nonce (anvil/geth: "nonce too low"; py-evm: "Invalid ... nonce")."""
+    text = " ".join(str(e) for e in [exc, *_chain_all(exc)]).lower()
+    return "nonce" in text and ("too low" in text or "invalid" in text or "expected" in text)
+
+
+def _chain_all(exc: BaseException) -> Iterator[BaseException]:
+    e = exc.__cause__ or exc.__context__
+    while e is not None:
+        yield e
+        e = e.__cause__ or e.__context__
+
+
 def http_transient(exc: BaseException) -> bool:
     """HTTP 429 and 5xx are worth retrying; other HTTP errors are not."""
     if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:

@@ -24,14 +24,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_tester.exceptions import BlockNotFound as TesterBlockNotFound
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
-from web3.exceptions import TransactionNotFound
+from web3.exceptions import BlockNotFound, TransactionNotFound
 from web3.types import TxParams
 
 from ledger.chain import _errors
@@ -62,6 +64,8 @@ ROLE_BITS: dict[str, int] = {
 }
 
 DEPLOYMENT_FILE = "deployment.json"
+DEFAULT_TIP = 10**9  # wei per gas, when the node has no suggestion
+TIP_TTL = 30.0  # seconds a node's tip suggestion is reused
 # A proof source: given the size of the latest checkpoint on chain, the consistency proof
 # from it to the new checkpoint. Lets the client re-prove after a reorg moved the chain back.
 ProofSource = Callable[[int], Sequence[bytes]]
@@ -285,6 +289,7 @@ class ChainClient:
         self._decoder = _errors.ErrorDecoder(self.artifact.abi)
         self._send_lock = threading.RLock()
         self._nonce: int | None = None
+        self._tip: tuple[int, float] = (DEFAULT_TIP, -float("inf"))
         self._closers: list[Callable[[], None]] = []
         self.chain_id: int = self._rpc("eth_chainId", lambda: w3.eth.chain_id)
         if check_code:
@@ -312,7 +317,12 @@ class ChainClient:
             ChainUnavailable: another process holds the chain.
             ContractMismatch: deployment.json names code that is not this contract build.
         """
-        from ledger.chain._embedded import EmbeddedChain, faucet_key, locked_provider
+        from ledger.chain._embedded import (
+            EmbeddedChain,
+            faucet_key,
+            fund_from_faucet,
+            locked_provider,
+        )
 
         directory = Path(path)
         chain = EmbeddedChain(directory)
@@ -325,7 +335,7 @@ class ChainClient:
                 deployment_file=directory / DEPLOYMENT_FILE,
                 operator_id=operator_id,
                 operator_name=operator_name,
-                fund=lambda address: _fund_from_faucet(w3, address),
+                fund=lambda address: fund_from_faucet(w3, address),
                 **options,
             )
         except BaseException:
@@ -497,11 +507,11 @@ class ChainClient:
             InputError: an unknown role name.
             TransactionReverted: NotOperator, ParticipantExists, NoRoles, EmptyParticipantId.
         """
-        return self._transact("registerParticipant", participant_id, name, roles_to_bits(roles))
+        return self.transact("registerParticipant", participant_id, name, roles_to_bits(roles))
 
     def set_roles(self, participant_id: str, roles: Iterable[str]) -> Tx:
         """Replace a participant's roles (an empty set suspends it). Operator only."""
-        return self._transact("setRoles", participant_id, roles_to_bits(roles))
+        return self.transact("setRoles", participant_id, roles_to_bits(roles))
 
     def add_key(self, participant_id: str, address: str, *, valid_from: int | None = None) -> Tx:
         """Bind `address` to the participant from block `valid_from` (None: the tx's block).
@@ -509,20 +519,20 @@ class ChainClient:
         Raises:
             TransactionReverted: NotAuthorized, KeyExists, EffectiveBlockInPast, ...
         """
-        return self._transact("addKey", participant_id, _cs(address), valid_from or 0)
+        return self.transact("addKey", participant_id, _cs(address), valid_from or 0)
 
     def revoke_key(self, address: str, *, revoked_from: int | None = None) -> Tx:
         """Revoke `address` from block `revoked_from` (None: the tx's block; may be earlier)."""
-        return self._transact("revokeKey", _cs(address), revoked_from or 0)
+        return self.transact("revokeKey", _cs(address), revoked_from or 0)
 
     def rotate_key(self, old: str, new: str, *, effective_block: int | None = None) -> Tx:
         """Replace key `old` by `new` from `effective_block` (None: the transaction's block)."""
-        return self._transact("rotateKey", _cs(old), _cs(new), effective_block or 0)
+        return self.transact("rotateKey", _cs(old), _cs(new), effective_block or 0)
 
     def participant(self, participant_id: str) -> ChainParticipant:
         """Raises: NotFound."""
         try:
-            name, bits, registered, keys = self._call("participant", participant_id)
+            name, bits, registered, keys = self.call("participant", participant_id)
         except TransactionReverted as exc:
             raise _not_found(
                 exc, "UnknownParticipant", f"no participant {participant_id!r}"
@@ -533,19 +543,19 @@ class ChainClient:
 
     def participants(self) -> list[ChainParticipant]:
         """Every registered participant, in registration order."""
-        count = self._call("participantCount")
-        return [self.participant(self._call("participantIdAt", i)) for i in range(count)]
+        count = self.call("participantCount")
+        return [self.participant(self.call("participantIdAt", i)) for i in range(count)]
 
     def key_info(self, address: str) -> ChainKey:
         """Raises: NotFound."""
         try:
-            participant_id, valid_from, revoked_from = self._call("keyInfo", _cs(address))
+            participant_id, valid_from, revoked_from = self.call("keyInfo", _cs(address))
         except TransactionReverted as exc:
             raise _not_found(exc, "UnknownKey", f"key {address} is not registered") from exc
         return ChainKey(_address(address), participant_id, valid_from, revoked_from or None)
 
     def is_operator(self, address: str | None = None) -> bool:
-        return bool(self._call("isOperator", _cs(address or self.account.address)))
+        return bool(self.call("isOperator", _cs(address or self.account.address)))
 
     def key_valid_at(
         self,
@@ -563,7 +573,7 @@ class ChainClient:
         """
         at = self._resolve_block(block, timestamp)
         try:
-            return bool(self._call("isKeyValidAt", participant_id, _cs(address), at))
+            return bool(self.call("isKeyValidAt", participant_id, _cs(address), at))
         except TransactionReverted as exc:
             raise _not_found(
                 exc, "UnknownParticipant", f"no participant {participant_id!r}"
@@ -621,7 +631,7 @@ class ChainClient:
     def latest_checkpoint(self) -> ChainCheckpoint | None:
         """The latest anchored checkpoint, or None before the first."""
         try:
-            size, root, previous, block, timestamp, index = self._call("latestCheckpoint")
+            size, root, previous, block, timestamp, index = self.call("latestCheckpoint")
         except TransactionReverted as exc:
             if exc.error_name == "NoCheckpoint":
                 return None
@@ -637,7 +647,7 @@ class ChainClient:
 
     def find_checkpoint(self, size: int) -> ChainCheckpoint | None:
         try:
-            root, previous, block, timestamp, index = self._call("checkpoint", size)
+            root, previous, block, timestamp, index = self.call("checkpoint", size)
         except TransactionReverted as exc:
             if exc.error_name == "UnknownCheckpoint":
                 return None
@@ -645,7 +655,7 @@ class ChainClient:
         return ChainCheckpoint(size, bytes(root), previous, block, timestamp, index)
 
     def checkpoint_count(self) -> int:
-        return int(self._call("checkpointCount"))
+        return int(self.call("checkpointCount"))
 
     def checkpoints(self) -> list[ChainCheckpoint]:
         """Every checkpoint, oldest first (walks the chain of previous sizes)."""
@@ -682,7 +692,7 @@ class ChainClient:
             VerificationError: the proof is malformed or leads to another root.
         """
         try:
-            return bytes(self._call("verifyInclusion", size, index, leaf_hash, list(proof)))
+            return bytes(self.call("verifyInclusion", size, index, leaf_hash, list(proof)))
         except TransactionReverted as exc:
             if exc.error_name == "UnknownCheckpoint":
                 raise NotFound(f"no checkpoint of size {size} on chain") from exc
@@ -767,7 +777,7 @@ class ChainClient:
                 return self.anchor_of(size)
         hashes = list(proof(latest.size if latest else 0) if callable(proof) else proof)
         try:
-            tx = self._transact("publishCheckpoint", size, root, hashes)
+            tx = self.transact("publishCheckpoint", size, root, hashes)
         except TransactionReverted:
             # A concurrent or earlier attempt may have landed the very same checkpoint.
             existing = self.find_checkpoint(size)
@@ -789,28 +799,25 @@ class ChainClient:
     def wait_anchored(self, pending: _Pending) -> Anchor:
         """Wait for `confirmations`; re-publish if a reorg drops the checkpoint meanwhile."""
         deadline = time.monotonic() + self.timeout
-        for delay in self._poll_delays(deadline, "confirmations"):
+        for delay in self._poll_delays(deadline, f"{self.confirmations} confirmations"):
             anchor = pending.anchor
-            head = self.block_number()
-            canonical = head >= anchor.block_number and (
-                _hex(self._block(anchor.block_number)["hash"]) == anchor.block_hash
-            )
-            if canonical and head - anchor.block_number + 1 >= self.confirmations:
-                return anchor
-            if not canonical:
-                # The block that held it is gone. The node may have re-included the
-                # transaction elsewhere; otherwise publish again.
-                self._nonce = None
-                existing = self.find_checkpoint(pending.size)
-                if existing is not None and existing.root == pending.root:
-                    pending.anchor = self.anchor_of(pending.size)
-                else:
-                    pending.republished += 1
-                    pending.anchor = self.submit_checkpoint(
-                        pending.size, pending.root, pending.proof
-                    )
+            block = self._block_or_none(anchor.block_number)
+            if block is not None and _hex(block["hash"]) == anchor.block_hash:
+                # Its block is canonical: with depth 1 that is all we need to know.
+                depth = 1 if self.confirmations == 1 else self.block_number() - block["number"] + 1
+                if depth >= self.confirmations:
+                    return anchor
+                time.sleep(delay)
                 continue
-            time.sleep(delay)
+            # The block that held it is gone. The node may have re-included the transaction
+            # elsewhere; otherwise publish again (our nonce may have been rolled back too).
+            self._nonce = None
+            existing = self.find_checkpoint(pending.size)
+            if existing is not None and existing.root == pending.root:
+                pending.anchor = self.anchor_of(pending.size)
+            else:
+                pending.republished += 1
+                pending.anchor = self.submit_checkpoint(pending.size, pending.root, pending.proof)
         raise AssertionError("unreachable")  # _poll_delays raises at the deadline
 
     # -------------------------------------------------------------------------- chain state
@@ -823,6 +830,15 @@ class ChainClient:
 
     def _block(self, number: int) -> Any:
         return self._rpc("eth_getBlockByNumber", lambda: self.w3.eth.get_block(number))
+
+    def _block_or_none(self, number: int) -> Any:
+        """The block at `number`, or None when the chain is shorter (after a reorg)."""
+        try:
+            return self._block(number)
+        except ChainError as exc:
+            if isinstance(exc.__cause__, BlockNotFound | TesterBlockNotFound):
+                return None
+            raise
 
     def _resolve_block(self, block: int | None, timestamp: float | None) -> int:
         if block is not None and timestamp is not None:
@@ -868,11 +884,22 @@ class ChainClient:
                     continue
                 raise _errors.foreign(what, exc) from exc
 
-    def _call(self, fn_name: str, *args: Any) -> Any:
+    def call(self, fn_name: str, *args: Any) -> Any:
+        """Low level: call any view of the contract by name (args as web3 takes them).
+
+        Raises:
+            TransactionReverted: the view reverted (its custom error decoded).
+        """
         fn = getattr(self.contract.functions, fn_name)(*args)
         return self._rpc(fn_name, lambda: fn.call({"from": self.account.address}))
 
-    def _transact(self, fn_name: str, *args: Any) -> Tx:
+    def transact(self, fn_name: str, *args: Any) -> Tx:
+        """Low level: send any contract function by name, as this client's account, and wait
+        for its receipt. No client-side checks: the contract is the only judge.
+
+        Raises:
+            TransactionReverted: refused at gas estimation, or mined with status 0.
+        """
         data = self.contract.encode_abi(fn_name, args=list(args))
         tx, _ = self._send({"to": to_checksum_address(self.address), "data": data}, fn_name)
         return tx
@@ -880,30 +907,39 @@ class ChainClient:
     def _send(self, fields: dict[str, Any], what: str) -> tuple[Tx, Any]:
         """Sign, send and mine one transaction; returns it with its raw receipt."""
         with self._send_lock:
-            tx: dict[str, Any] = {
-                **fields,
-                "from": self.account.address,
-                "value": 0,
-                "chainId": self.chain_id,
-            }
-            if self._nonce is None:
-                self._nonce = self._rpc(
-                    "eth_getTransactionCount",
-                    lambda: self.w3.eth.get_transaction_count(self.account.address, "pending"),
-                )
-            tx["nonce"] = self._nonce
-            params = cast(TxParams, tx)
-            estimate = self._rpc(f"{what} (gas estimate)", lambda: self.w3.eth.estimate_gas(params))
-            tx["gas"] = int(estimate * self.gas_margin)
-            tx.update(self._fees())
-            signed = self.account.sign_transaction(tx)
-            tx_hash = _hex(signed.hash)
-            try:
-                self._rpc(what, lambda: self._send_raw(signed.raw_transaction, tx_hash))
-            except ChainError:
-                self._nonce = None  # resynchronise from the node next time
-                raise
-            self._nonce += 1
+            for attempt in (1, 2):
+                tx: dict[str, Any] = {
+                    **fields,
+                    "from": self.account.address,
+                    "value": 0,
+                    "chainId": self.chain_id,
+                }
+                try:
+                    if self._nonce is None:
+                        self._nonce = self._rpc(
+                            "eth_getTransactionCount",
+                            lambda: self.w3.eth.get_transaction_count(
+                                self.account.address, "pending"
+                            ),
+                        )
+                    tx["nonce"] = self._nonce
+                    params = cast(TxParams, tx)
+                    estimate = self._rpc(
+                        f"{what} (gas estimate)", partial(self.w3.eth.estimate_gas, params)
+                    )
+                    tx["gas"] = int(estimate * self.gas_margin)
+                    tx.update(self._fees())
+                    signed = self.account.sign_transaction(tx)
+                    tx_hash = _hex(signed.hash)
+                    self._rpc(what, partial(self._send_raw, signed.raw_transaction))
+                except ChainError as exc:
+                    self._nonce = None  # resynchronise from the node
+                    # Someone else sent with this key meanwhile: re-sign once with a fresh nonce.
+                    if attempt == 1 and _errors.is_nonce_error(exc):
+                        continue
+                    raise
+                self._nonce += 1
+                break
         receipt = self._wait_receipt(tx_hash, what)
         mined = Tx(
             tx_hash=tx_hash,
@@ -915,7 +951,7 @@ class ChainClient:
             raise self._explain_failure(tx, mined, what)
         return mined, receipt
 
-    def _send_raw(self, raw: bytes, tx_hash: str) -> None:
+    def _send_raw(self, raw: bytes) -> None:
         try:
             self.w3.eth.send_raw_transaction(raw)
         except Exception as exc:
@@ -929,14 +965,20 @@ class ChainClient:
         base = self._block_fee()
         tip = self.priority_fee
         if tip is None:
-            try:
-                tip = int(
-                    self._rpc("eth_maxPriorityFeePerGas", lambda: self.w3.eth.max_priority_fee)
-                )
-            except ChainUnavailable:
-                raise
-            except ChainError:  # not every node implements it: fall back to 1 gwei for good
-                tip = self.priority_fee = 10**9
+            cached, asked_at = self._tip
+            if time.monotonic() - asked_at < TIP_TTL:
+                tip = cached
+            else:
+                try:
+                    tip = int(
+                        self._rpc("eth_maxPriorityFeePerGas", lambda: self.w3.eth.max_priority_fee)
+                    )
+                except ChainUnavailable:
+                    raise
+                except ChainError:  # not every node implements it
+                    tip = DEFAULT_TIP
+                self._tip = (tip, time.monotonic())
+        # Twice the base fee: the transaction stays includable through a few fuller blocks.
         return {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * base + tip}
 
     def _block_fee(self) -> int:
@@ -965,19 +1007,23 @@ class ChainClient:
                 raise ChainUnavailable(f"gave up waiting for {what} after {self.timeout}s")
             delay = min(delay * 2, self.max_poll_interval)
 
-    def _explain_failure(self, tx: dict[str, Any], mined: Tx, what: str) -> ChainError:
-        """Why a mined transaction failed: replay it just before its block to get the error."""
-        call = {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx}
+    def _explain_failure(self, tx: dict[str, Any], mined: Tx, what: str) -> TransactionReverted:
+        """Why a mined transaction failed: replay it as a call in its block, whose number is
+        what time-dependent checks (key validity) saw, to get the contract's custom error."""
+        call = cast(TxParams, {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx})
+        detail = "the replay succeeded, the state it ran on has changed"
         try:
-            self._rpc(what, lambda: self.w3.eth.call(call, mined.block_number - 1))  # type: ignore[arg-type]
+            self._rpc(what, lambda: self.w3.eth.call(call, mined.block_number))
         except TransactionReverted as exc:
-            exc.tx_hash = mined.tx_hash
-            return exc
-        except ChainError:
-            pass
+            if exc.error_name:
+                exc.tx_hash = mined.tx_hash
+                return exc
+            detail = str(exc)  # no custom error: out of gas, typically
+        except ChainError as exc:
+            detail = f"could not replay it: {exc}"
         return TransactionReverted(
             f"{what} {mined.tx_hash} failed in block {mined.block_number} "
-            f"(gas used {mined.gas_used} of {tx['gas']})",
+            f"(gas used {mined.gas_used} of {tx['gas']}): {detail}",
             tx_hash=mined.tx_hash,
         )
 
@@ -997,26 +1043,3 @@ def _not_found(exc: TransactionReverted, error_name: str, message: str) -> Ledge
 
 def _event_signature(abi: Any) -> str:
     return f"{abi['name']}({','.join(i['type'] for i in abi['inputs'])})"
-
-
-def _fund_from_faucet(w3: Web3, address: str, minimum: int = 10**21) -> None:
-    """Embedded chain only: top `address` up from eth-tester's funded test accounts."""
-    from ledger.chain._embedded import faucet_key
-
-    checksum = to_checksum_address(address)
-    if w3.eth.get_balance(checksum) >= minimum:
-        return
-    faucet = Account.from_key(faucet_key(9))
-    tx = {
-        "from": faucet.address,
-        "to": checksum,
-        "value": 10 * minimum,
-        "gas": 21000,
-        "nonce": w3.eth.get_transaction_count(faucet.address),
-        "chainId": w3.eth.chain_id,
-        "maxFeePerGas": 2 * int(w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0) + 1,
-        "maxPriorityFeePerGas": 1,
-    }
-    w3.eth.send_raw_transaction(faucet.sign_transaction(tx).raw_transaction)
-    if w3.eth.get_balance(checksum) < minimum:
-        raise ChainError(f"could not fund {address} from the embedded chain's test accounts")
