@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.ledger.chain.testonly import AnvilProcess, ChainEnv, anvil_binary
+from ledger.chain.devnode import AnvilNode, find_anvil
+from tests.ledger.chain.testonly import ChainEnv
 
 
 @pytest.fixture(scope="session")
 def anvil_url() -> Iterator[str]:
     """A fresh anvil for the session (FORGEPROOF_ANVIL names the binary); skips without one."""
-    binary = anvil_binary()
-    if binary is None:
+    if find_anvil() is None:
         pytest.skip("anvil not found: run `npm install` or set FORGEPROOF_ANVIL")
-    node = AnvilProcess(binary)
+    node = AnvilNode.start()
     try:
         yield node.url
     finally:

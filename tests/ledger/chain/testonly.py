@@ -7,12 +7,7 @@ operator key, so tests never see each other's state.
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,60 +18,9 @@ from web3.types import RPCEndpoint
 
 from ledger.chain import ChainClient
 from ledger.chain._embedded import EmbeddedChain, fund_from_faucet, locked_provider
+from ledger.chain.devnode import free_port
 
-REPO = Path(__file__).resolve().parents[3]
-ANVIL = os.environ.get("FORGEPROOF_ANVIL", str(REPO / "node_modules" / ".bin" / "anvil"))
-# The fork py-evm runs in eth-tester, so gas figures agree between the two chains.
-ANVIL_HARDFORK = "prague"
-
-
-def anvil_binary() -> str | None:
-    return shutil.which(ANVIL) if not Path(ANVIL).exists() else ANVIL
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class AnvilProcess:
-    """anvil on a free loopback port; `stop()` ends it (and only it)."""
-
-    def __init__(self, binary: str, *extra: str, startup_timeout: float = 30.0) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [binary, "--host", "127.0.0.1", "--port", str(self.port)]
-            + ["--hardfork", ANVIL_HARDFORK, "--silent", *extra],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        w3 = Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": 2}))
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise RuntimeError(f"anvil exited with {self.proc.returncode}: {err}")
-            try:
-                _ = w3.eth.block_number
-                return
-            except Exception:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"anvil did not answer on {self.url}") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stderr:
-            self.proc.stderr.close()
+__all__ = ["ChainEnv", "free_port"]
 
 
 class ChainEnv:
