@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
 import sys
 import tempfile
@@ -401,6 +403,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results = run(args, console)
     results["seconds"] = time.perf_counter() - started
+    results["machine"] = (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    console.print(f"[dim]{results['machine']}, {results['seconds']:.0f} s")
     show(results, console)
     if args.plot:
         plot(results, args.plot)

@@ -680,6 +680,41 @@ class ChainClient:
             )
         return cp
 
+    def check_anchor(
+        self,
+        size: int,
+        root: bytes,
+        *,
+        chain_id: int | None = None,
+        contract: str | None = None,
+        tx_hash: str | None = None,
+        block_number: int | None = None,
+    ) -> Anchor:
+        """Check a receipt's anchoring claims against chain state; return the chain's anchor.
+
+        Each given claim must hold: this chain and contract, (size, root) anchored, in that
+        block, by that transaction.
+
+        Raises:
+            NotFound: nothing is anchored at `size`.
+            VerificationError: a claim differs from chain state.
+        """
+        if chain_id is not None and chain_id != self.chain_id:
+            raise VerificationError(f"anchor names chain {chain_id}, this is chain {self.chain_id}")
+        if contract is not None and _address(contract) != self.address:
+            raise VerificationError(f"anchor names contract {contract}, this is {self.address}")
+        self.require_checkpoint(size, root)
+        anchor = self.anchor_of(size)
+        if block_number is not None and block_number != anchor.block_number:
+            raise VerificationError(
+                f"checkpoint {size} is anchored in block {anchor.block_number}, not {block_number}"
+            )
+        if tx_hash is not None and tx_hash.lower() != anchor.tx_hash:
+            raise VerificationError(
+                f"checkpoint {size} was anchored by {anchor.tx_hash}, not {tx_hash}"
+            )
+        return anchor
+
     def verify_inclusion(
         self, size: int, index: int, leaf_hash: bytes, proof: Sequence[bytes]
     ) -> bytes:

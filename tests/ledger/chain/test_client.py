@@ -22,7 +22,9 @@ from ledger.errors import (
     ChainUnavailable,
     CheckpointConflict,
     ContractMismatch,
+    NotFound,
     TransactionReverted,
+    VerificationError,
 )
 from tests.ledger.chain.testonly import ChainEnv, free_port
 from tests.ledger.testonly.trees import MemoryTree
@@ -64,6 +66,28 @@ def test_publish_and_read_back(env: ChainEnv, tree: MemoryTree) -> None:
 
 def Anchor_without_gas(anchor: Any) -> Any:
     return type(anchor)(**{**anchor.__dict__, "gas_used": None})
+
+
+def test_check_anchor_against_chain_state(env: ChainEnv, tree: MemoryTree) -> None:
+    client = env.deploy()
+    anchor = client.publish_checkpoint(30, tree.root(30), [])
+    claims = {k: v for k, v in anchor.to_json().items() if k in CLAIMS}
+    assert client.check_anchor(30, tree.root(30), **claims).tx_hash == anchor.tx_hash
+    for key, wrong, says in [
+        ("chain_id", 1, "names chain 1"),
+        ("contract", "0x" + "11" * 20, "names contract"),
+        ("block_number", anchor.block_number + 1, "anchored in block"),
+        ("tx_hash", "0x" + "22" * 32, "anchored by"),
+    ]:
+        with pytest.raises(VerificationError, match=says):
+            client.check_anchor(30, tree.root(30), **{**claims, key: wrong})
+    with pytest.raises(VerificationError, match="anchors root"):
+        client.check_anchor(30, tree.root(31), **claims)
+    with pytest.raises(NotFound):
+        client.check_anchor(31, tree.root(31))
+
+
+CLAIMS = ("chain_id", "contract", "tx_hash", "block_number")
 
 
 def test_publish_is_idempotent_and_refuses_conflicts(env: ChainEnv, tree: MemoryTree) -> None:
