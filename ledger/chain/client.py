@@ -459,13 +459,33 @@ class ChainClient:
             return client
         if fund is not None:
             fund(Account.from_key(private_key).address)
-        client, deployment = cls.deploy(
-            w3,
-            private_key=private_key,
-            operator_id=operator_id,
-            operator_name=operator_name,
-            **options,
+        # A crash between the deployment's receipt and writing the file must not lead to a
+        # second contract: look for one this key already deployed before deploying anew.
+        artifact = options.get("artifact") or load_artifact()
+        probe = cls(  # not attached to anything: it lends its retrying, translating _rpc
+            w3, private_key=private_key, address="0x" + "00" * 20, check_code=False, **options
         )
+        found = probe._rpc(
+            "looking for an earlier deployment",
+            lambda: _find_deployment(w3, probe.account.address, artifact),
+        )
+        if found is not None:
+            deployment = found
+            client = cls(
+                w3,
+                private_key=private_key,
+                address=deployment.contract,
+                deployment_block=deployment.block_number,
+                **options,
+            )
+        else:
+            client, deployment = cls.deploy(
+                w3,
+                private_key=private_key,
+                operator_id=operator_id,
+                operator_name=operator_name,
+                **options,
+            )
         if deployment_file is not None:
             deployment.save(deployment_file)
         return client
@@ -846,7 +866,8 @@ class ChainClient:
                 continue
             # The block that held it is gone. The node may have re-included the transaction
             # elsewhere; otherwise publish again (our nonce may have been rolled back too).
-            self._nonce = None
+            with self._send_lock:
+                self._nonce = None
             existing = self.find_checkpoint(pending.size)
             if existing is not None and existing.root == pending.root:
                 pending.anchor = self.anchor_of(pending.size)
@@ -1074,6 +1095,38 @@ def _cs(address: str) -> str:
 def _not_found(exc: TransactionReverted, error_name: str, message: str) -> LedgerError:
     """`NotFound` for the custom error that means "no such thing", else the revert itself."""
     return NotFound(message) if exc.error_name == error_name else exc
+
+
+def _find_deployment(
+    w3: Web3, deployer: str, artifact: Artifact, lookback: int = 16
+) -> Deployment | None:
+    """This contract build, deployed by `deployer` in one of its last `lookback` transactions."""
+    from eth._utils.address import generate_contract_address
+    from eth_typing import Address
+
+    sender = to_checksum_address(deployer)
+    nonce = int(w3.eth.get_transaction_count(sender))
+    for n in range(nonce - 1, max(nonce - lookback, 0) - 1, -1):
+        created = generate_contract_address(Address(bytes.fromhex(sender[2:])), n)
+        address = to_checksum_address(created)
+        if bytes(w3.eth.get_code(address)) != artifact.deployed_bytecode:
+            continue
+        lo, hi = 0, int(w3.eth.block_number)  # the first block with the code is the deployment's
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if w3.eth.get_code(address, mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        logs = w3.eth.get_logs({"address": address, "fromBlock": lo, "toBlock": lo})
+        return Deployment(
+            chain_id=int(w3.eth.chain_id),
+            contract=address.lower(),
+            block_number=lo,
+            tx_hash=_hex(logs[0]["transactionHash"]) if logs else "",
+            deployer=sender.lower(),
+        )
+    return None
 
 
 def _event_signature(abi: Any) -> str:

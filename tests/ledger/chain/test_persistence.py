@@ -175,3 +175,16 @@ def test_a_fresh_operator_key_deploys_at_its_first_create_address(chain_dir: Pat
         assert client.is_operator()
     with ChainClient.embedded(chain_dir, private_key=key.key) as again:
         assert again.address == client.address
+
+
+def test_a_lost_deployment_file_finds_the_contract_again(chain_dir: Path) -> None:
+    """A crash after deploying but before writing deployment.json must not deploy twice."""
+    key = Account.create()
+    with ChainClient.embedded(chain_dir, private_key=key.key) as client:
+        first = (client.address, client.deployment_block)
+        client.register_participant("acme", "Acme", ["supplier"])  # the key's nonce moves on
+    (chain_dir / DEPLOYMENT_FILE).unlink()
+    with ChainClient.embedded(chain_dir, private_key=key.key) as again:
+        assert (again.address, again.deployment_block) == first
+        assert again.participant("acme").name == "Acme"
+    assert (chain_dir / DEPLOYMENT_FILE).exists()
