@@ -151,6 +151,10 @@ def test_add_key_authority(env: ChainEnv, ledger: ChainClient) -> None:
     reverts("NotAuthorized", beta.add_key, "acme", env.new_account().address)
     reverts("NotAuthorized", acme.add_key, "beta", env.new_account().address)
     reverts("NotAuthorized", outsider.add_key, "acme", env.new_account().address)
+    reverts("NotAuthorized", beta.revoke_key, new)
+    reverts("NotAuthorized", outsider.revoke_key, new)
+    reverts("NotAuthorized", beta.rotate_key, new, env.new_account().address)
+    assert ledger.key_info(new).revoked_from is None
     # An address belongs to one participant forever, even across participants.
     reverts("KeyExists", ledger.add_key, "beta", new)
     reverts("KeyExists", acme.add_key, "acme", new)
