@@ -212,8 +212,12 @@ class RetryPolicy:
 
 
 @dataclass
-class _Pending:
-    """A checkpoint sent but not yet confirmed: enough to re-publish it after a reorg."""
+class PendingCheckpoint:
+    """A checkpoint mined but not yet confirmed, with what it takes to publish it again.
+
+    `anchor` is where it is now (it changes if a reorg forces re-publication);
+    `republished` counts those re-publications.
+    """
 
     size: int
     root: bytes
@@ -811,15 +815,20 @@ class ChainClient:
                 OldRootMismatch: not an extension of the anchored log, ...).
             ChainUnavailable: the node is unreachable, or confirmations did not come in time.
         """
-        root = bytes(root)
-        anchor = self.submit_checkpoint(size, root, proof)
-        return self.wait_anchored(_Pending(size, root, proof, anchor))
+        return self.wait_anchored(self.submit_checkpoint(size, root, proof))
 
     def submit_checkpoint(
         self, size: int, root: bytes, proof: Sequence[bytes] | ProofSource
-    ) -> Anchor:
-        """Send the checkpoint and wait for its receipt only (no confirmations)."""
+    ) -> PendingCheckpoint:
+        """The first half of `publish_checkpoint`: send it and wait for its receipt only.
+
+        Hand the result to `wait_anchored` for the confirmations (a caller may record the
+        transaction hash in between). Raises as `publish_checkpoint` does.
+        """
         root = bytes(root)
+        return PendingCheckpoint(size, root, proof, self._submit(size, root, proof))
+
+    def _submit(self, size: int, root: bytes, proof: Sequence[bytes] | ProofSource) -> Anchor:
         latest = self.latest_checkpoint()
         if latest is not None and latest.size >= size:
             existing = self.find_checkpoint(size)
@@ -851,8 +860,15 @@ class ChainClient:
             gas_used=tx.gas_used,
         )
 
-    def wait_anchored(self, pending: _Pending) -> Anchor:
-        """Wait for `confirmations`; re-publish if a reorg drops the checkpoint meanwhile."""
+    def wait_anchored(self, pending: PendingCheckpoint) -> Anchor:
+        """Wait until `confirmations` blocks include the checkpoint, re-publishing it (and
+        updating `pending`) if a reorg drops it meanwhile.
+
+        Raises:
+            ChainUnavailable: confirmations did not come within `timeout`.
+            TransactionReverted: re-publication was refused (e.g. a fixed proof no longer
+                fits the chain's latest checkpoint: pass a ProofSource to avoid that).
+        """
         deadline = time.monotonic() + self.timeout
         for delay in self._poll_delays(deadline, f"{self.confirmations} confirmations"):
             anchor = pending.anchor
@@ -873,7 +889,7 @@ class ChainClient:
                 pending.anchor = self.anchor_of(pending.size)
             else:
                 pending.republished += 1
-                pending.anchor = self.submit_checkpoint(pending.size, pending.root, pending.proof)
+                pending.anchor = self._submit(pending.size, pending.root, pending.proof)
         raise AssertionError("unreachable")  # _poll_delays raises at the deadline
 
     # -------------------------------------------------------------------------- chain state

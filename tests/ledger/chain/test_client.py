@@ -17,7 +17,6 @@ from web3 import Web3
 from web3.types import RPCEndpoint, RPCResponse
 
 from ledger.chain import DEPLOYMENT_FILE, ChainClient, Deployment, RetryPolicy
-from ledger.chain.client import _Pending
 from ledger.errors import (
     ChainUnavailable,
     CheckpointConflict,
@@ -278,11 +277,10 @@ def test_reorg_dropping_a_checkpoint_republishes_it(anvil_env: ChainEnv, tree: M
     env = anvil_env
     client = env.deploy()
     client.publish_checkpoint(50, tree.root(50), [])
-    proof = tree.consistency(50, 120)
-    sent = client.submit_checkpoint(120, tree.root(120), proof)
+    pending = client.submit_checkpoint(120, tree.root(120), tree.consistency(50, 120))
+    sent = pending.anchor
     env.rpc("anvil_reorg", [1, []])  # replace the block that held it, without the tx
     assert client.find_checkpoint(120) is None
-    pending = _Pending(120, tree.root(120), proof, sent)
     anchor = client.wait_anchored(pending)
     assert pending.republished == 1
     assert anchor.block_hash != sent.block_hash
@@ -300,15 +298,17 @@ def test_reorg_deeper_than_the_previous_checkpoint_reproves(
     client.publish_checkpoint(40, tree.root(40), [])
     snapshot = env.rpc("evm_snapshot", [])
     client.publish_checkpoint(90, tree.root(90), tree.consistency(40, 90))
-    sent = client.submit_checkpoint(150, tree.root(150), tree.consistency(90, 150))
-    env.rpc("evm_revert", [snapshot])
-    env.mine(3)  # the chain moves on without them
+    asked: list[int] = []
 
     def proof_from(latest: int) -> list[bytes]:
+        asked.append(latest)
         return tree.consistency(latest, 150)
 
-    pending = _Pending(150, tree.root(150), proof_from, sent)
+    pending = client.submit_checkpoint(150, tree.root(150), proof_from)
+    env.rpc("evm_revert", [snapshot])
+    env.mine(3)  # the chain moves on without them
     anchor = client.wait_anchored(pending)
+    assert asked == [90, 40]
     assert pending.republished == 1
     assert client.find_checkpoint(90) is None
     cp = client.require_checkpoint(150, tree.root(150))
