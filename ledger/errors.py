@@ -41,3 +41,43 @@ class StorageError(LedgerError):
 
 class ChainError(LedgerError):
     """The chain could not be reached or refused a transaction."""
+
+
+class ChainUnavailable(ChainError):
+    """The node cannot be reached (or kept failing after retries): queue and try again later."""
+
+
+class TransactionReverted(ChainError):
+    """The contract refused a call or transaction; `error_name` is its decoded custom error.
+
+    Attributes:
+        error_name: the Solidity custom error ("SizeNotIncreasing"), "Error" for a
+            require-string, "Panic" for a panic, or "" when the revert carried no data.
+        error_args: the decoded arguments, by parameter name.
+        tx_hash: the 0x-hex hash of the mined transaction, when it got that far.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_name: str = "",
+        error_args: dict[str, object] | None = None,
+        tx_hash: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error_name = error_name
+        self.error_args = dict(error_args or {})
+        self.tx_hash = tx_hash
+
+
+class CheckpointConflict(ChainError):
+    """The chain already holds another root for this size: the log and the chain disagree."""
+
+
+class ContractMismatch(ChainError):
+    """The code at the configured address is not the ProvenanceLedger build this client knows."""
+
+
+class CompileError(LedgerError):
+    """The Solidity compiler is missing, has the wrong version, or rejected the source."""
