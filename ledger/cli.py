@@ -6,19 +6,26 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ledger.deployment import DEFAULT_CHAIN_ID, Deployment, save_key
+from ledger.deployment import Deployment, save_key
 from ledger.errors import LedgerError
 from ledger.ingest import Accepted, Rejected, check_lines, submission_json
-from ledger.receipts import build_receipt, log_checkpoint_source, verify_receipt, write_json_atomic
+from ledger.receipts import (
+    build_receipt,
+    chain_anchor_source,
+    log_checkpoint_source,
+    verify_receipt,
+    write_json_atomic,
+)
 from ledger.records import Record, format_time, hex0x
 from ledger.registry import ROLES, KeyInfo
+from ledger.sequencer import Policy, Sequencer
 from ledger.signing import Signer
 from ml.cli import app as ml_app
 
@@ -57,11 +64,13 @@ def _open(home: Path) -> Deployment:
 def init(
     home: Home = DEFAULT_HOME,
     database_url: Annotated[str | None, typer.Option(help="default: SQLite in HOME")] = None,
-    chain_id: int = DEFAULT_CHAIN_ID,
+    chain_url: Annotated[
+        str | None, typer.Option(help="JSON-RPC node; default: an embedded chain in HOME")
+    ] = None,
 ) -> None:
     """Create a deployment: database, EIP-712 domain and an operator key."""
     try:
-        dep = Deployment.init(home, database_url=database_url, chain_id=chain_id)
+        dep = Deployment.init(home, database_url=database_url, chain_url=chain_url)
     except LedgerError as exc:
         fail(str(exc))
     out.print(f"initialised [bold]{home}[/]: operator key {dep.signer('operator').address}")
@@ -290,14 +299,61 @@ class _Abort(Exception):
 
 
 @app.command()
-def checkpoint(home: Home = DEFAULT_HOME) -> None:
-    """Commit to the log as it stands: a checkpoint (size, root)."""
+def checkpoint(
+    home: Home = DEFAULT_HOME,
+    local: Annotated[bool, typer.Option(help="commit locally, do not anchor on chain")] = False,
+) -> None:
+    """Commit to the log as it stands and anchor the checkpoint on chain."""
     dep = _open(home)
     try:
-        cp = dep.log.checkpoint()
+        if local:
+            cp = dep.log.checkpoint()
+            out.print(f"checkpoint size {cp.size} root {hex0x(cp.root)} (not anchored)")
+            return
+        chain = dep.open_chain()
+        try:
+            Sequencer(dep.log, chain).step(force=True)
+        finally:
+            chain.close()
     except LedgerError as exc:
         fail(str(exc))
-    out.print(f"checkpoint size {cp.size} root {hex0x(cp.root)}")
+    latest = dep.log.latest_checkpoint()
+    if latest is None:
+        fail("the log is empty: nothing to checkpoint")
+    cp = latest
+    out.print(
+        f"checkpoint size {cp.size} root {hex0x(cp.root)} anchored in block {cp.block_number}"
+        f" (tx {cp.tx_hash})"
+    )
+
+
+@app.command()
+def sequencer(
+    home: Home = DEFAULT_HOME,
+    every: Annotated[int, typer.Option(help="publish when this many records wait")] = 256,
+    interval: Annotated[float, typer.Option(help="... or when they waited this long (s)")] = 5.0,
+) -> None:
+    """Run the sequencer: publish checkpoints to the chain as records arrive, until stopped."""
+    import logging
+    import signal
+    import threading
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    dep = _open(home)
+    try:
+        chain = dep.open_chain()
+    except LedgerError as exc:
+        fail(str(exc))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        Sequencer(dep.log, chain, Policy(every=every, interval_s=interval)).run(stop)
+    except KeyboardInterrupt:
+        pass
+    except LedgerError as exc:
+        fail(str(exc))
+    finally:
+        chain.close()
 
 
 @app.command()
@@ -327,22 +383,39 @@ def verify(
         Path | None,
         typer.Option("--home", envvar="FORGEPROOF_HOME", help="also check against this deployment"),
     ] = None,
+    rpc: Annotated[
+        str | None, typer.Option(help="check the anchor on this JSON-RPC node (read only)")
+    ] = None,
     offline: Annotated[bool, typer.Option(help="check the receipt alone")] = False,
 ) -> None:
-    """Check a receipt: canonical hash, signature, key, inclusion and checkpoint."""
+    """Check a receipt: canonical hash, signature, key, inclusion, checkpoint and chain anchor."""
     try:
         data = json.loads(receipt_file.read_text())
     except OSError as exc:
         fail(f"cannot read {receipt_file}: {exc.strerror}")
     except json.JSONDecodeError as exc:
         fail(f"{receipt_file} is not JSON (truncated?): {exc}")
-    keys = source = None
+    keys = source = anchor = None
+    chain = None
     home = home or (DEFAULT_HOME if DEFAULT_HOME.joinpath("config.json").is_file() else None)
-    if home is not None and not offline:
-        dep = _open(home)
-        keys = dep.registry.snapshot()
-        source = log_checkpoint_source(dep.log)
-    verdict = verify_receipt(data, keys=keys, checkpoint_source=source)
+    try:
+        if rpc and not offline:
+            chain = _read_only_chain(rpc, data)
+        if home is not None and not offline:
+            dep = _open(home)
+            keys = dep.registry.snapshot()
+            source = log_checkpoint_source(dep.log)
+            if chain is None:
+                try:
+                    chain = dep.open_chain()
+                except LedgerError as exc:
+                    err.print(f"[yellow]chain not checked:[/] {exc}", highlight=False)
+        if chain is not None:
+            anchor = chain_anchor_source(chain)
+        verdict = verify_receipt(data, keys=keys, checkpoint_source=source, anchor_source=anchor)
+    finally:
+        if chain is not None:
+            chain.close()
     style = {"ok": "green", "failed": "bold red", "skipped": "yellow"}
     for c in verdict.checks:
         out.print(f"[{style[c.status]}]{c.status:>7}[/]  {c.name:<10} {c.detail}", highlight=False)
@@ -351,6 +424,24 @@ def verify(
         return
     names = ", ".join(c.name for c in verdict.failed) or "an essential check did not run"
     fail(f"receipt does NOT verify: {names}", code=1)
+
+
+def _read_only_chain(url: str, receipt: object) -> Any:
+    """A client for reading the contract a receipt names; it never sends a transaction."""
+    from web3 import Web3
+
+    from ledger.chain import ChainClient
+
+    contract = None
+    if isinstance(receipt, dict):
+        contract = (receipt.get("anchor") or {}).get("contract") or (
+            receipt.get("domain") or {}
+        ).get("verifyingContract")
+    if not contract:
+        fail("the receipt names no contract to check on chain")
+    return ChainClient(
+        Web3(Web3.HTTPProvider(url)), private_key=Signer.generate().private_key, address=contract
+    )
 
 
 @app.command()

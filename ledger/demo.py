@@ -12,8 +12,15 @@ from rich.console import Console
 from ledger.deployment import CONFIG, Deployment, save_key
 from ledger.errors import InputError
 from ledger.ingest import Accepted, check_lines, submission_json
-from ledger.receipts import build_receipt, log_checkpoint_source, verify_receipt, write_json_atomic
+from ledger.receipts import (
+    build_receipt,
+    chain_anchor_source,
+    log_checkpoint_source,
+    verify_receipt,
+    write_json_atomic,
+)
 from ledger.records import Record, hex0x
+from ledger.sequencer import Sequencer
 from ledger.signing import Signer
 
 PARTICIPANTS = [
@@ -90,9 +97,12 @@ def run_demo(home: Path, *, records: int, console: Console) -> None:
     if bad:
         raise InputError(f"demo records were rejected: {bad[0]}")
     dep.log.append([a for a in accepted if isinstance(a, Accepted)])
-    cp = dep.log.checkpoint()
+    chain = dep.open_chain()
+    Sequencer(dep.log, chain).step(force=True)
+    cp = dep.log.checkpoint_at(dep.log.committed_size())
     console.print(
-        f"appended {records} signed records; checkpoint size {cp.size} root {hex0x(cp.root)}"
+        f"appended {records} signed records; checkpoint size {cp.size} root {hex0x(cp.root)}\n"
+        f"anchored on chain {cp.chain_id}, contract {cp.contract}, block {cp.block_number}"
     )
 
     index = rng.randrange(records)
@@ -104,10 +114,11 @@ def run_demo(home: Path, *, records: int, console: Console) -> None:
     for label, kwargs in (
         ("offline (the receipt alone)", {}),
         (
-            "against this deployment",
+            "against this deployment and its chain",
             {
                 "keys": dep.registry.snapshot(),
                 "checkpoint_source": log_checkpoint_source(dep.log),
+                "anchor_source": chain_anchor_source(chain),
             },
         ),
     ):
@@ -126,5 +137,6 @@ def run_demo(home: Path, *, records: int, console: Console) -> None:
         + ", ".join(f"{c.name} {c.status}" for c in verdict.failed)
         + " [bold red](rejected, as it must be)[/]"
     )
+    chain.close()
     console.print(f"\ntry: forgeproof verify {path} --home {home}")
     dep.close()

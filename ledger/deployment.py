@@ -45,7 +45,8 @@ class Deployment:
         home: Path,
         *,
         database_url: str | None = None,
-        chain_id: int = DEFAULT_CHAIN_ID,
+        chain_url: str | None = None,
+        chain_id: int | None = None,
         operator: str = "operator",
     ) -> Deployment:
         """Create a deployment: config, schema, and an operator with a fresh key.
@@ -60,8 +61,11 @@ class Deployment:
             raise InputError(f"{home} already holds a deployment ({CONFIG} exists)")
         home.mkdir(parents=True, exist_ok=True)
         signer = Signer.generate()
+        if chain_id is None:
+            chain_id = _node_chain_id(chain_url) if chain_url else DEFAULT_CHAIN_ID
         config: dict[str, Any] = {
             "database_url": database_url or sqlite_url(home / "ledger.db"),
+            "chain_url": chain_url,
             "domain": Domain(chain_id, create_address(signer.address, 0)).to_json(),
             "operator": operator,
         }
@@ -113,8 +117,85 @@ class Deployment:
                 return Signer(bytes.fromhex(path.read_text().strip()))
         raise NotFound(f"no valid key of {participant!r} is held in {self.home / 'keys'}")
 
+    def open_chain(self, **options: Any) -> Any:
+        """The deployment's chain client, acting as the operator; deploys on first use.
+
+        Embedded (eth-tester under HOME/chain) unless the config or FORGEPROOF_CHAIN_URL names
+        a JSON-RPC node. The contract lands at the address the EIP-712 domain names.
+
+        Raises:
+            ChainUnavailable: the node cannot be reached, or another process holds the chain.
+            ContractMismatch: the contract is not where the domain says.
+        """
+        from ledger.chain import ChainClient
+        from ledger.errors import ContractMismatch
+
+        key = self.signer(self.config["operator"]).private_key
+        url = os.environ.get("FORGEPROOF_CHAIN_URL") or self.config.get("chain_url")
+        if url:
+            _fund_on_dev_node(url, self.signer(self.config["operator"]).address)
+            chain = ChainClient.from_url(
+                url, private_key=key, deployment_file=self.home / "chain-deployment.json", **options
+            )
+        else:
+            chain = ChainClient.embedded(self.home / "chain", private_key=key, **options)
+        if (
+            chain.address.lower() != self.domain.verifying_contract
+            or chain.chain_id != self.domain.chain_id
+        ):
+            chain.close()
+            raise ContractMismatch(
+                f"the chain's contract is {chain.address} on chain {chain.chain_id}; records here"
+                f" are signed for {self.domain.verifying_contract} on chain {self.domain.chain_id}"
+            )
+        return chain
+
     def close(self) -> None:
         self.store.close()
+
+
+def _node_chain_id(url: str) -> int:
+    import requests
+
+    from ledger.errors import ChainUnavailable
+
+    try:
+        reply = requests.post(
+            url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, timeout=10
+        )
+        return int(reply.json()["result"], 16)
+    except (requests.RequestException, ValueError, KeyError) as exc:
+        raise ChainUnavailable(f"cannot ask {url} for its chain id: {exc}") from exc
+
+
+def _fund_on_dev_node(url: str, address: str) -> None:
+    """On a development node (anvil), give the operator gas money; elsewhere fund it yourself."""
+    import requests
+
+    try:
+        balance = requests.post(
+            url,
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "eth_getBalance",
+                "params": [address, "latest"],
+            },
+            timeout=10,
+        ).json()["result"]
+        if int(balance, 16) == 0:
+            requests.post(
+                url,
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "method": "anvil_setBalance",
+                    "params": [address, hex(10**21)],
+                },
+                timeout=10,
+            )
+    except (requests.RequestException, ValueError, KeyError):
+        pass  # not fatal here: the deployment transaction will say what is wrong
 
 
 def key_path(home: Path, participant: str, address: str) -> Path:

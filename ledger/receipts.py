@@ -278,3 +278,24 @@ def log_checkpoint_source(log: Log) -> CheckpointSource:
         return f"root matches the local log at size {size}"
 
     return check
+
+
+def chain_anchor_source(chain: Any) -> AnchorSource:
+    """Check a receipt's checkpoint (and its anchor claims) against a `ChainClient`."""
+
+    def check(r: ParsedReceipt) -> str:
+        claims = r.anchor or {}
+        anchor = chain.check_anchor(
+            r.size,
+            r.root,
+            chain_id=claims.get("chain_id", r.domain.chain_id),
+            contract=claims.get("contract", r.domain.verifying_contract),
+            tx_hash=claims.get("tx_hash"),
+            block_number=claims.get("block_number"),
+        )
+        return (
+            f"root anchored at size {r.size} on chain {anchor.chain_id} in block "
+            f"{anchor.block_number} (tx {anchor.tx_hash})"
+        )
+
+    return check

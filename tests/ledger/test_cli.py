@@ -61,10 +61,13 @@ def test_full_flow(home: Path, tmp_path: Path) -> None:
     assert "0 skipped" in run("append", str(lines), "--home", str(home))  # idempotent
     assert size(home) == 25
     assert "checkpoint size 25" in run("checkpoint", "--home", str(home))
+    assert "anchored in block" in run("checkpoint", "--home", str(home))
     r = tmp_path / "r.json"
     run("receipt", "7", "-o", str(r), "--home", str(home))
     output = run("verify", str(r), "--home", str(home))
     assert "receipt verified" in output and "checkpoint root matches" in output
+    assert "ok  anchor     root anchored at size 25" in output
+    assert json.loads(r.read_text())["anchor"]["block_number"] >= 1
     assert "skipped  checkpoint" in run("verify", str(r), "--offline")
     leaf = json.loads(r.read_text())["leaf_hash"]
     r2 = tmp_path / "r2.json"
@@ -181,3 +184,4 @@ def test_commands_without_deployment(tmp_path: Path) -> None:
 def test_demo(tmp_path: Path) -> None:
     out = run("demo", "--home", str(tmp_path / "demo"), "--records", "40")
     assert "appended 40 signed records" in out and "rejected, as it must be" in out
+    assert "anchor ok" in out
