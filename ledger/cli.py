@@ -346,6 +346,9 @@ def sequencer(
         fail(str(exc))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    logging.getLogger("forgeproof.sequencer").info(
+        "sequencer running: every %d records or %.1fs, contract %s", every, interval, chain.address
+    )
     try:
         Sequencer(dep.log, chain, Policy(every=every, interval_s=interval)).run(stop)
     except KeyboardInterrupt:
@@ -469,6 +472,40 @@ def status(home: Home = DEFAULT_HOME) -> None:
 
 
 @app.command()
+def up(
+    home: Home = DEFAULT_HOME,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="seed a realistic plant and print keys")
+    ] = False,
+    chain_url: Annotated[
+        str | None, typer.Option(help="JSON-RPC node instead of the embedded chain")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="PostgreSQL URL instead of SQLite")
+    ] = None,
+    every: Annotated[int, typer.Option(help="checkpoint every N records")] = 256,
+    interval: Annotated[float, typer.Option(help="... or every T seconds")] = 5.0,
+) -> None:
+    """Run the provenance service: API, sequencer, webhook delivery and the chain."""
+    from api.config import Settings
+    from api.server import serve
+
+    settings = Settings(
+        home=home,
+        chain_url=chain_url,
+        database_url=database_url,
+        checkpoint_every=every,
+        checkpoint_interval_s=interval,
+    )
+    try:
+        serve(settings, host=host, port=port, demo=demo)
+    except LedgerError as exc:
+        fail(str(exc))
+
+
+@app.command()
 def demo(
     home: Home = Path("forgeproof-demo"),
     records: Annotated[int, typer.Option(help="signed records to append")] = 300,
@@ -484,3 +521,7 @@ def demo(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -51,7 +51,11 @@ class AnvilNode:
 
     @classmethod
     def start(
-        cls, *extra_args: str, binary: str | None = None, startup_timeout: float = 30.0
+        cls,
+        *extra_args: str,
+        binary: str | None = None,
+        port: int | None = None,
+        startup_timeout: float = 30.0,
     ) -> AnvilNode:
         """Start anvil and wait until it answers.
 
@@ -61,7 +65,7 @@ class AnvilNode:
         binary = binary or find_anvil()
         if binary is None:
             raise ChainUnavailable("anvil not found: run `npm install` or set FORGEPROOF_ANVIL")
-        port = free_port()
+        port = port or free_port()
         proc = subprocess.Popen(
             [binary, "--host", "127.0.0.1", "--port", str(port), "--hardfork", HARDFORK]
             + ["--silent", *extra_args],

@@ -1,0 +1,90 @@
+"""`forgeproof up`: the API, the sequencer, the webhook worker and the chain in one process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from api.config import Settings
+from api.delivery import DeliveryWorker
+from api.main import create_app
+from api.service import Service
+from ledger.deployment import CONFIG, Deployment
+from ledger.receipts import chain_anchor_source
+from ledger.sequencer import Policy, Sequencer
+
+log = logging.getLogger("forgeproof.server")
+
+
+@dataclass
+class Running:
+    """Everything `up` started, so that tests and the demo can drive and stop it."""
+
+    service: Service
+    app: Any
+    chain: Any
+    sequencer: Sequencer
+    worker: DeliveryWorker
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def start_background(self) -> None:
+        seq = threading.Thread(target=self._sequence, name="sequencer", daemon=True)
+        seq.start()
+        self.threads.append(seq)
+        self.worker.start()
+
+    def _sequence(self) -> None:
+        try:
+            self.sequencer.run(self.stop, on_anchor=lambda cp: log.info("anchored %d", cp.size))
+        except Exception:
+            log.exception("sequencer stopped")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.worker.stop()
+        for t in self.threads:
+            t.join(timeout=30)
+        self.chain.close()
+        self.service.dep.close()
+
+
+def build(settings: Settings) -> Running:
+    """Open (or create) the deployment in `settings.home` and assemble the service."""
+    home = Path(settings.home)
+    if (home / CONFIG).exists():
+        dep = Deployment.open(home)
+    else:
+        dep = Deployment.init(
+            home, database_url=settings.database_url, chain_url=settings.chain_url
+        )
+    chain = dep.open_chain()
+    service = Service(dep, settings)
+    service.extras["anchor_source"] = chain_anchor_source(chain)
+    worker = DeliveryWorker(service)
+    service.extras["wake_delivery"] = worker.wake
+    sequencer = Sequencer(
+        dep.log,
+        chain,
+        Policy(every=settings.checkpoint_every, interval_s=settings.checkpoint_interval_s),
+    )
+    return Running(service, create_app(service), chain, sequencer, worker)
+
+
+def serve(settings: Settings, *, host: str, port: int, demo: bool = False) -> None:
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    running = build(settings)
+    try:
+        if demo:
+            from api.demo import seed
+
+            seed(running, base_url=f"http://{host}:{port}")
+        running.start_background()
+        uvicorn.run(running.app, host=host, port=port, log_level="warning")
+    finally:
+        running.close()
