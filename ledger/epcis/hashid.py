@@ -12,7 +12,13 @@ The algorithm (CBV 2.0 section 8.9) is implemented by GS1's reference package
   calls; hashing each event alone, with its own context and a fresh prefix table, makes the ID
   a property of the event, not of the document it arrived in or of what was hashed before.
   For every official example the per-event IDs equal the package's document-level ones
-  (tests/ledger/epcis/test_hashid.py).
+  (tests/ledger/epcis/test_hashid.py);
+- keys in sorted order. The package keeps the key order it is given inside the entries of
+  `bizTransactionList`, `sourceList` and `destinationList`, so `{"type": t, "source": s}` and
+  `{"source": s, "type": t}` hashed differently. Sorted, the value comes before its type, as
+  CBV 2.0 rule 13 wants ("the type key-value pair SHALL follow the actual key-value"), and
+  the ID no longer depends on how the JSON was written, or on whether it was read back from
+  the log's RFC 8785 canonical form (sorted keys too).
 
 The package keeps global state (the pyld loader, the prefix table, the join string), so calls
 are serialised by a lock.
@@ -122,11 +128,12 @@ def prehash(event: Mapping[str, Any], context: Any = None) -> str:
     """
     body, ctx = split_context(event, context)
     doc = {
-        "@context": ctx,
+        "@context": copy.deepcopy(ctx),
         "type": "EPCISDocument",
         "schemaVersion": "2.0",
         "creationDate": "1970-01-01T00:00:00Z",
-        "epcisBody": {"eventList": [copy.deepcopy(body)]},
+        # Sorted keys (a deep copy, too: the package rewrites what it is given).
+        "epcisBody": {"eventList": [json.loads(json.dumps(body, sort_keys=True))]},
     }
     with _LOCK:
         previous = jsonld.get_document_loader()

@@ -130,6 +130,7 @@ def complaints(doc: Any, *, limit: int = MAX_COMPLAINTS) -> list[Complaint]:
 
 _COMBINATORS = frozenset({"anyOf", "oneOf", "allOf", "if", "then", "else", "not"})
 _MAX_MESSAGE = 300
+_MAX_PART = 160
 
 
 def _alternatives(e: ValidationError) -> Complaint | None:
@@ -137,8 +138,9 @@ def _alternatives(e: ValidationError) -> Complaint | None:
     parts: list[str] = []
     for sub in sorted(e.context or [], key=lambda c: (c.relative_schema_path[0], c.json_path)):
         where = sub.json_path[len(e.json_path) :].lstrip(".")
-        part = f"{where}: {sub.message}" if where else sub.message
-        if part not in parts and len(sub.message) <= _MAX_MESSAGE:
+        msg = sub.message if len(sub.message) <= _MAX_PART else sub.message[: _MAX_PART - 3] + "..."
+        part = f"{where}: {msg}" if where else msg
+        if part not in parts:
             parts.append(part)
     if not parts:
         return None
@@ -152,7 +154,7 @@ def _alternatives(e: ValidationError) -> Complaint | None:
 def _complaint(e: ValidationError) -> Complaint:
     message = e.message
     if len(message) > _MAX_MESSAGE:
-        # Combinator messages repeat the instance; the path already says which one.
+        # Messages repeat the instance (a whole event, say); the path already says which.
         message = message[: _MAX_MESSAGE - 3] + "..."
     return Complaint(
         path=e.json_path,
