@@ -44,10 +44,11 @@ class Repo:
     def counts(self) -> tuple[int, int, int]:
         """(records, indexed events, identifier links): what a refusal must leave alone."""
         with self.store.reading() as conn:
-            return tuple(  # type: ignore[return-value]
-                conn.exec_driver_sql(f"SELECT COUNT(*) FROM {t}").scalar_one()
+            records, events, links = (
+                int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {t}").scalar_one())
                 for t in ("records", "epcis_events", "epcis_links")
             )
+        return records, events, links
 
 
 def make_repo(store: Store) -> Repo:
@@ -106,25 +107,31 @@ class CapturedPlant:
     result: CaptureResult
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+def module_store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Store]:
+    """A store for read-only tests, on the database `request.param` names."""
+    if request.param == "sqlite":
+        store = Store.open(sqlite_url(tmp_path_factory.mktemp("epcis") / "ledger.db"))
+        yield store
+        store.close()
+    else:
+        yield from _postgres_store(request.getfixturevalue("postgres_url"))
+
+
+DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session", params=DATABASES)
 def plant(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CapturedPlant]:
-    """The small plant's history, captured once per module and database (read-only tests)."""
-    if request.param == "sqlite":
-        store = Store.open(sqlite_url(tmp_path_factory.mktemp("plant") / "ledger.db"))
-        stores: Iterator[Store] = iter([store])
-    else:
-        stores = _postgres_store(request.getfixturevalue("postgres_url"))
-    store = next(stores)
-    repo = make_repo(store)
-    facts = PlantFacts()
-    events = list(plant_events(SMALL_PLANT, facts))
-    result = repo.capture(plant_document(events))
-    yield CapturedPlant(repo, facts, events, result)
-    if request.param == "sqlite":
-        store.close()
-    else:
-        next(stores, None)  # runs the generator's cleanup (drops the schema)
+    """The small plant's history, captured and checkpointed once per session and database.
+    Tests only read it."""
+    for store in module_store(request, tmp_path_factory):
+        repo = make_repo(store)
+        facts = PlantFacts()
+        events = list(plant_events(SMALL_PLANT, facts))
+        result = repo.capture(plant_document(events))
+        repo.log.checkpoint()
+        yield CapturedPlant(repo, facts, events, result)
