@@ -27,11 +27,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import Connection, and_, bindparam, literal, or_, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    and_,
+    cast,
+    literal_column,
+    null,
+    or_,
+    select,
+    union_all,
+)
 
-from ledger.epcis.index import CHUNK, EDGE_EVENT_TYPES, IN_ROLES, OUT_ROLES, EventRef, event_refs
+from ledger.epcis.index import (
+    EDGE_EVENT_TYPES,
+    IN_ROLES,
+    OUT_ROLES,
+    EventRef,
+    chunks,
+    event_refs,
+    generic_plans,
+    is_pg,
+    one_of,
+)
 from ledger.epcis.vocab import cbv_name
 from ledger.errors import InputError, NotFound
 from ledger.store import Store
@@ -109,7 +130,14 @@ class Genealogy:
 # --- one hop, as SQL ---------------------------------------------------------------------------
 
 
-def _hop_statement(downstream: bool) -> Any:
+def _const(*values: str) -> list[Any]:
+    """Our own constants, written into the SQL rather than bound: a reused (generic) plan
+    then still knows which roles and types it filters on, and keeps to the indexes."""
+    return [literal_column("'" + v.replace("'", "''") + "'") for v in values]
+
+
+@cache
+def _hop_statement(downstream: bool, pg: bool) -> Any:
     """Edges between the frontier and its neighbours in one direction.
 
     Rows: (near, far, event_type, leaf_index, second leaf_index or NULL).
@@ -119,8 +147,8 @@ def _hop_statement(downstream: bool) -> Any:
     ev = EpcisEventRow.__table__.alias("ev")
     near_roles, far_roles = (IN_ROLES, OUT_ROLES) if downstream else (OUT_ROLES, IN_ROLES)
     live = and_(
-        ev.c.event_type.in_(EDGE_EVENT_TYPES),
-        or_(ev.c.action.is_(None), ev.c.action != "DELETE"),
+        ev.c.event_type.in_(_const(*EDGE_EVENT_TYPES)),
+        or_(ev.c.action.is_(None), ev.c.action != _const("DELETE")[0]),
         ev.c.error_declared_by.is_(None),
     )
     direct = (
@@ -129,15 +157,15 @@ def _hop_statement(downstream: bool) -> Any:
             far_link.c.epc.label("far"),
             ev.c.event_type,
             near_link.c.leaf_index,
-            literal(None).label("other"),
+            cast(null(), BigInteger).label("other"),
         )
         .select_from(near_link)
         .join(ev, ev.c.leaf_index == near_link.c.leaf_index)
         .join(far_link, far_link.c.leaf_index == near_link.c.leaf_index)
         .where(
-            near_link.c.epc.in_(bindparam("frontier", expanding=True)),
-            near_link.c.role.in_(near_roles),
-            far_link.c.role.in_(far_roles),
+            one_of(near_link.c.epc, "frontier", pg),
+            near_link.c.role.in_(_const(*near_roles)),
+            far_link.c.role.in_(_const(*far_roles)),
             live,
         )
     )
@@ -151,17 +179,22 @@ def _hop_statement(downstream: bool) -> Any:
         select(
             near_link.c.epc.label("near"),
             far_link.c.epc.label("far"),
-            literal("TransformationEvent").label("event_type"),
+            _const("TransformationEvent")[0].label("event_type"),
             near_link.c.leaf_index,
             far_link.c.leaf_index.label("other"),
         )
         .select_from(near_link)
-        .join(near_x, and_(near_x.c.leaf_index == near_link.c.leaf_index, near_x.c.role == "xform"))
+        .join(
+            near_x,
+            and_(
+                near_x.c.leaf_index == near_link.c.leaf_index, near_x.c.role == _const("xform")[0]
+            ),
+        )
         .join(
             far_x,
             and_(
                 far_x.c.epc == near_x.c.epc,
-                far_x.c.role == "xform",
+                far_x.c.role == _const("xform")[0],
                 far_x.c.leaf_index != near_x.c.leaf_index,
             ),
         )
@@ -169,22 +202,14 @@ def _hop_statement(downstream: bool) -> Any:
         .join(ev, ev.c.leaf_index == near_link.c.leaf_index)
         .join(ev2, ev2.c.leaf_index == far_link.c.leaf_index)
         .where(
-            near_link.c.epc.in_(bindparam("frontier", expanding=True)),
-            near_link.c.role.in_(x_near_roles),
-            far_link.c.role.in_(x_far_roles),
+            one_of(near_link.c.epc, "frontier", pg),
+            near_link.c.role.in_(_const(*x_near_roles)),
+            far_link.c.role.in_(_const(*x_far_roles)),
             ev.c.error_declared_by.is_(None),
             ev2.c.error_declared_by.is_(None),
         )
     )
     return union_all(direct, joined)
-
-
-_HOPS = {False: _hop_statement(False), True: _hop_statement(True)}
-
-
-def _chunks(items: Sequence[str]) -> Iterable[list[str]]:
-    for i in range(0, len(items), CHUNK):
-        yield list(items[i : i + CHUNK])
 
 
 def _walk(
@@ -204,15 +229,15 @@ def _walk(
     edges: dict[tuple[str, str, str], set[int]] = {}
     frontier = sorted(hops)
     depth = 0
+    pg = is_pg(conn)
+    hop = _hop_statement(downstream, pg)
     while frontier:
         if max_depth is not None and depth >= max_depth:
             return hops, edges, True
         depth += 1
         found: set[str] = set()
-        for chunk in _chunks(frontier):
-            for near, far, event_type, leaf, other in conn.execute(
-                _HOPS[downstream], {"frontier": chunk}
-            ):
+        for chunk in chunks(frontier, pg):
+            for near, far, event_type, leaf, other in conn.execute(hop, {"frontier": chunk}):
                 key = (near, far) if downstream else (far, near)
                 events = edges.setdefault((*key, RELATION[event_type]), set())
                 events.add(leaf)
@@ -227,16 +252,22 @@ def _walk(
     return hops, edges, False
 
 
-def _observations(conn: Connection, nodes: Sequence[str]) -> dict[str, list[int]]:
+@cache
+def _observations_statement(pg: bool) -> Any:
     link, ev = EpcisLinkRow, EpcisEventRow
-    stmt = (
+    return (
         select(link.epc, link.leaf_index)
         .join(ev, ev.leaf_index == link.leaf_index)
-        .where(link.epc.in_(bindparam("nodes", expanding=True)), link.role.in_(OBSERVED_ROLES))
+        .where(one_of(link.epc, "nodes", pg), link.role.in_(OBSERVED_ROLES))
         .order_by(link.leaf_index)
     )
+
+
+def _observations(conn: Connection, nodes: Sequence[str]) -> dict[str, list[int]]:
+    pg = is_pg(conn)
+    stmt = _observations_statement(pg)
     out: dict[str, list[int]] = {}
-    for chunk in _chunks(sorted(nodes)):
+    for chunk in chunks(sorted(nodes), pg):
         for epc, leaf in conn.execute(stmt, {"nodes": chunk}):
             out.setdefault(epc, []).append(leaf)
     return out
@@ -267,6 +298,7 @@ def trace(
     if direction not in ("upstream", "downstream", "both"):
         raise InputError(f"direction must be upstream, downstream or both, got {direction!r}")
     with store.reading() as conn:
+        generic_plans(conn)
         mentioned = conn.execute(
             select(EpcisLinkRow.leaf_index).where(EpcisLinkRow.epc == identifier).limit(1)
         ).first()
@@ -336,24 +368,29 @@ class Recall:
         }
 
 
-def _finished(conn: Connection, reached: Sequence[str], consumed: set[str]) -> list[str]:
-    """Identifiers some live TransformationEvent output and none consumed."""
+@cache
+def _outputs_statement(pg: bool) -> Any:
     link, ev = EpcisLinkRow, EpcisEventRow
-    outputs = (
+    return (
         select(link.epc)
         .distinct()
         .join(ev, ev.leaf_index == link.leaf_index)
         .where(
-            link.epc.in_(bindparam("ids", expanding=True)),
+            one_of(link.epc, "ids", pg),
             link.role.in_(("output", "output_class")),
             ev.event_type == "TransformationEvent",
             ev.error_declared_by.is_(None),
         )
     )
+
+
+def _finished(conn: Connection, reached: Sequence[str], consumed: set[str]) -> list[str]:
+    """Identifiers some live TransformationEvent output and none consumed."""
+    pg = is_pg(conn)
     candidates = sorted(set(reached) - consumed)
     out: set[str] = set()
-    for chunk in _chunks(candidates):
-        out.update(epc for (epc,) in conn.execute(outputs, {"ids": chunk}))
+    for chunk in chunks(candidates, pg):
+        out.update(epc for (epc,) in conn.execute(_outputs_statement(pg), {"ids": chunk}))
     return sorted(out)
 
 
@@ -408,6 +445,7 @@ def recall_by_model(
     """Finished lots judged, themselves or upstream, by events citing this model manifest
     (`fp:modelManifestDigest`, see `ledger.epcis.export`)."""
     with store.reading() as conn:
+        generic_plans(conn)
         seeds, events = _seeds_of(conn, EpcisEventRow.model_digest == model_manifest_digest)
         return _recall(conn, f"judged by model {model_manifest_digest}", seeds, events, max_nodes)
 
@@ -435,6 +473,7 @@ def recall_nonconformant(
     if until_us is not None:
         where = and_(where, ev.event_time_us < until_us)
     with store.reading() as conn:
+        generic_plans(conn)
         seeds, events = _seeds_of(conn, where)
         label = f"{biz_step} with disposition {' or '.join(names)} upstream"
         return _recall(conn, label, seeds, events, max_nodes)

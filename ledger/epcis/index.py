@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import ARRAY, BigInteger, ColumnElement, Connection, String, any_, bindparam, select
 
 from ledger.epcis.vocab import FP_NAMESPACE, cbv_name, extension, format_time_us, time_us
 from ledger.store.models import EpcisEventRow, RecordRow
@@ -160,33 +161,76 @@ class EventRef:
         }
 
 
-_REFS = (
-    select(
-        EpcisEventRow.event_id,
-        EpcisEventRow.leaf_index,
-        RecordRow.leaf_hash,
-        EpcisEventRow.event_type,
-        EpcisEventRow.event_time_us,
-        EpcisEventRow.action,
-        EpcisEventRow.biz_step,
-        EpcisEventRow.disposition,
-        EpcisEventRow.model_digest,
-        EpcisEventRow.error_declared_by,
-    )
-    .join(RecordRow, RecordRow.leaf_index == EpcisEventRow.leaf_index)
-    .where(EpcisEventRow.leaf_index.in_(bindparam("leaves", expanding=True)))
-)
+def one_of(column: Any, name: str, pg: bool) -> ColumnElement[bool]:
+    """`column` equals one of the values bound as `name`, the way each database does best.
+
+    PostgreSQL: `= ANY(:name)` with one array parameter, so the statement's text is the same
+    however many values there are; psycopg then prepares it once per connection, and plans
+    (a few ms for a genealogy hop, 20 times its execution) are not redone on every call.
+    SQLite: an expanding `IN (...)`, where planning costs next to nothing.
+    """
+    if pg:
+        element = String() if isinstance(column.type, String) else BigInteger()
+        return column == any_(bindparam(name, type_=ARRAY(element)))
+    result: ColumnElement[bool] = column.in_(bindparam(name, expanding=True))
+    return result
+
+
+def is_pg(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def generic_plans(conn: Connection) -> None:
+    """On PostgreSQL, let this transaction reuse one plan per prepared statement.
+
+    Genealogy runs the same few index-driven statements hop after hop. PostgreSQL would
+    re-plan each with its parameters ("custom plans"), which for a hop costs ten times the
+    execution (measured: ~2.5 ms planning against ~0.2 ms executing). The generic plan of
+    these statements is the same index walk, so planning once is safe. `SET LOCAL` ends with
+    the transaction; the pooled connection comes back as it was.
+    """
+    if is_pg(conn):
+        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+
+
+def chunks(items: Sequence[Any], pg: bool) -> Iterable[list[Any]]:
+    """Slices small enough for SQLite's bound-parameter limit; PostgreSQL takes an array."""
+    size = PG_CHUNK if pg else CHUNK
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])
+
 
 CHUNK = 500
-"""Identifiers per IN list: far below SQLite's and PostgreSQL's bound-parameter limits."""
+PG_CHUNK = 50_000
+
+
+@cache
+def _refs(pg: bool) -> Any:
+    return (
+        select(
+            EpcisEventRow.event_id,
+            EpcisEventRow.leaf_index,
+            RecordRow.leaf_hash,
+            EpcisEventRow.event_type,
+            EpcisEventRow.event_time_us,
+            EpcisEventRow.action,
+            EpcisEventRow.biz_step,
+            EpcisEventRow.disposition,
+            EpcisEventRow.model_digest,
+            EpcisEventRow.error_declared_by,
+        )
+        .join(RecordRow, RecordRow.leaf_index == EpcisEventRow.leaf_index)
+        .where(one_of(EpcisEventRow.leaf_index, "leaves", pg))
+    )
 
 
 def event_refs(conn: Connection, leaves: Iterable[int]) -> dict[int, EventRef]:
     """The indexed events at these leaf indexes (those not indexed are left out)."""
     wanted = sorted(set(leaves))
     out: dict[int, EventRef] = {}
-    for i in range(0, len(wanted), CHUNK):
-        for row in conn.execute(_REFS, {"leaves": wanted[i : i + CHUNK]}).all():
+    pg = is_pg(conn)
+    for chunk in chunks(wanted, pg):
+        for row in conn.execute(_refs(pg), {"leaves": chunk}).all():
             out[row.leaf_index] = EventRef(
                 event_id=row.event_id,
                 leaf_index=row.leaf_index,
