@@ -71,9 +71,9 @@ def test_upstream_of_every_finished_lot(plant: CapturedPlant, statements: list[s
         want = _hops(lot, up)
         assert {n: -d for n, d in want.items()} == g.nodes
         assert g.depth == SMALL_PLANT.stages and not g.truncated
-        # One statement per hop for the whole frontier (+ existence, observations, refs),
-        # however many nodes each hop reaches.
-        assert len(statements) <= SMALL_PLANT.stages + 4
+        # One statement per hop for the whole frontier (+ plan setting, existence,
+        # observations, refs), however many nodes each hop reaches.
+        assert len(statements) <= SMALL_PLANT.stages + 5
         widest = max(widest, len(g.nodes))
         inputs = {(i, o) for o, ins in plant.facts.inputs.items() for i in ins}
         for e in g.edges:
@@ -83,7 +83,7 @@ def test_upstream_of_every_finished_lot(plant: CapturedPlant, statements: list[s
             assert made["type"] == "TransformationEvent"
             assert e.target in [q["epcClass"] for q in made["outputQuantityList"]]
             assert g.events[leaf].leaf_hash == plant.repo.log.get(leaf).leaf_hash
-    assert widest > SMALL_PLANT.stages + 4  # more nodes than statements
+    assert widest > SMALL_PLANT.stages + 5  # more nodes than statements
 
 
 def test_downstream_of_supplier_lots(plant: CapturedPlant) -> None:
