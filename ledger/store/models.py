@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.0 schema: records, log nodes, checkpoints, participants and keys.
+"""SQLAlchemy 2.0 schema: records, log nodes, checkpoints, participants, keys, EPCIS index.
 
 Times are stored as integer microseconds since the Unix epoch (UTC): they compare and index the
 same way on SQLite and PostgreSQL, and round-trip exactly to RFC 3339.
@@ -197,3 +197,71 @@ class ModelRow(Base):
     leaf_index: Mapped[int] = mapped_column(BigInteger, nullable=False)
     publisher: Mapped[str] = mapped_column(String(128), nullable=False)
     registered_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+# EPC URIs are compared byte by byte: pattern queries (`urn:epc:idpat:...`) become range scans
+# over the index, which match prefixes only in code-point order. SQLite compares TEXT that way
+# by default; PostgreSQL follows the database collation unless told otherwise.
+EpcText = String(512).with_variant(String(512, collation="C"), "postgresql")
+
+
+class EpcisEventRow(Base):
+    """An EPCIS event in the log: its CBV 2.0 hash ID and the fields queries filter on.
+
+    The event itself is the payload of the record at `leaf_index` (kind `epcis_event`).
+    Vocabulary values are stored in one form: CBV values by their bare name (`shipping`),
+    anything else as the URI given.
+    """
+
+    __tablename__ = "epcis_events"
+
+    leaf_index: Mapped[int] = mapped_column(
+        RowKey, ForeignKey("records.leaf_index"), primary_key=True, autoincrement=False
+    )
+    event_id: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+    event_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    event_time_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    action: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    biz_step: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    disposition: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    read_point: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    biz_location: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    # forgeproof extension: the model manifest that judged (inspections, predictions).
+    model_digest: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    # The record that declared this event in error (EPCIS 2.0 section 7.4.1.4): the same
+    # event with an `errorDeclaration`, hence the same hash ID. Queries return that record.
+    error_declared_by: Mapped[int | None] = mapped_column(
+        RowKey, ForeignKey("records.leaf_index"), nullable=True
+    )
+
+    __table_args__ = (
+        Index(None, "event_time_us"),
+        Index(None, "biz_step"),
+        Index(None, "disposition"),
+        Index(None, "model_digest"),
+    )
+
+
+class EpcisLinkRow(Base):
+    """An identifier an event mentions, and in which role.
+
+    Roles: `epc` (epcList), `epc_class` (quantityList), `parent` (parentID), `child`
+    (childEPCs), `child_class` (childQuantityList), `input` / `input_class`, `output` /
+    `output_class`, `xform` (transformationID). Genealogy follows input -> output and
+    child -> parent; the primary key serves lookups by identifier, the second index the
+    other identifiers of an event.
+    """
+
+    __tablename__ = "epcis_links"
+
+    epc: Mapped[str] = mapped_column(EpcText, primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    leaf_index: Mapped[int] = mapped_column(
+        RowKey, ForeignKey("epcis_events.leaf_index"), primary_key=True, autoincrement=False
+    )
+
+    __table_args__ = (
+        Index(None, "leaf_index", "role", "epc"),
+        # The primary key is the only access path by identifier: no rowid b-tree beside it.
+        {"sqlite_with_rowid": False},
+    )

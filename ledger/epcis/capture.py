@@ -1,0 +1,291 @@
+"""Capture: EPCIS 2.0 documents and events become signed `epcis_event` records in the log.
+
+    validate (schema) -> split into events -> CBV 2.0 hash ID -> record -> signature check
+        -> one transaction: append new records + index rows
+
+Everything that can refuse a document runs before the transaction, and the transaction takes
+all events or none. An event whose hash ID is already in the index is not logged again: the
+result points at the record that holds it (`duplicate=True`).
+
+An error declaration (EPCIS 2.0 section 7.4.1.4) repeats an event with `errorDeclaration`
+added, so it has the event's hash ID. It is a new statement and is logged once; the event's
+index row then points at it (`error_declared_by`), queries return it in place of the
+original, and genealogy no longer follows the event.
+
+Two ways in:
+
+- `capture`: plain EPCIS JSON, as EPCIS tools send it. The repository signs each event's
+  record with its own key (`signer`, registered to `participant`). Each stored event carries
+  the document's `@context` (events must be readable alone) and, when the producer gave none,
+  its hash ID as `eventID`.
+- `capture_signed`: records of kind `epcis_event` signed by their producers (the payload is
+  one event with its `@context`). The payload is stored exactly as signed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from ledger.epcis.errors import Complaint, SchemaViolation
+from ledger.epcis.hashid import event_hash_id, is_hash_id, split_context
+from ledger.epcis.index import IndexEntry, index_entry, write_index
+from ledger.epcis.validate import validate_capture
+from ledger.errors import InputError
+from ledger.ingest import Accepted, check_record
+from ledger.log import Log
+from ledger.records import Record
+from ledger.registry import KeySnapshot
+from ledger.signing import Domain, Signer
+from ledger.store.models import EpcisEventRow, RecordRow
+
+KIND = "epcis_event"
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedEvent:
+    """A validated event with its hash ID, in the form it will be stored."""
+
+    event_id: str
+    payload: dict[str, Any]
+    entry: IndexEntry
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedEvent:
+    """Where one captured event lives in the log."""
+
+    event_id: str  # CBV 2.0 hash ID
+    leaf_index: int  # build_receipt(log, leaf_index, domain) gives its receipt
+    leaf_hash: bytes
+    duplicate: bool  # captured before: nothing new was logged
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "eventID": self.event_id,
+            "leaf_index": self.leaf_index,
+            "leaf_hash": "0x" + self.leaf_hash.hex(),
+            "duplicate": self.duplicate,
+        }
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    events: list[CapturedEvent]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def new(self) -> int:
+        return sum(not e.duplicate for e in self.events)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "captured": self.new,
+            "duplicates": len(self.events) - self.new,
+            "events": [e.to_json() for e in self.events],
+            "warnings": self.warnings,
+        }
+
+
+def prepare(document: Any) -> tuple[list[PreparedEvent], list[str]]:
+    """Validate a capture request and hash its events; no I/O.
+
+    Returns the events in document order and warnings (an `eventID` that looks like a hash
+    ID but is not this event's).
+
+    Raises:
+        SchemaViolation: the schema's complaints; nothing may be stored.
+        UnsupportedEpcis: valid EPCIS this repository cannot hash (unknown remote context...).
+    """
+    validate_capture(document)
+    if document["type"] == "EPCISDocument":
+        context = document["@context"]
+        events = document["epcisBody"]["eventList"]
+        where = "$.epcisBody.eventList[{}]"
+    else:
+        context, events, where = None, [document], "$"
+    out: list[PreparedEvent] = []
+    warnings: list[str] = []
+    for i, event in enumerate(events):
+        body, ctx = split_context(event, context)
+        event_id = event_hash_id(body, ctx)
+        given = body.get("eventID")
+        if given is not None and given != event_id and is_hash_id(given):
+            warnings.append(
+                f"{where.format(i)}: eventID {given} is not this event's CBV 2.0 hash ID; "
+                f"it is kept in the event and the event is indexed under {event_id}"
+            )
+        payload = {"@context": ctx, **body}
+        if given is None:
+            payload["eventID"] = event_id
+        out.append(PreparedEvent(event_id, payload, index_entry(payload)))
+    return out, warnings
+
+
+def capture(
+    log: Log,
+    document: Any,
+    *,
+    signer: Signer,
+    participant: str,
+    domain: Domain,
+    keys: KeySnapshot,
+    created_at: str | None = None,
+) -> CaptureResult:
+    """Capture an EPCISDocument or a single event, signing each record as `participant`.
+
+    Args:
+        log: the deployment's log (its store holds the index).
+        document: decoded JSON of an EPCISDocument (`eventList`) or one event with `@context`.
+        signer: the repository's key, registered to `participant` in `keys`.
+        created_at: the records' time (default: now).
+
+    Raises:
+        SchemaViolation, UnsupportedEpcis: see `prepare`; nothing is stored.
+        KeyNotAuthorized: `signer` is not a valid key of `participant`.
+        StorageError: the database failed; nothing is stored.
+    """
+    prepared, warnings = prepare(document)
+    accepted = []
+    for p in prepared:
+        record = Record.new(
+            KIND, p.payload, participant=participant, address=signer.address, created_at=created_at
+        )
+        accepted.append(check_record(record, signer.sign(domain, record), domain, keys))
+    return CaptureResult(_append(log, prepared, accepted), warnings)
+
+
+def capture_signed(
+    log: Log,
+    submissions: Sequence[tuple[Record, bytes]],
+    *,
+    domain: Domain,
+    keys: KeySnapshot,
+) -> CaptureResult:
+    """Capture events that their producers signed: records of kind `epcis_event` whose
+    payload is one event with its `@context`. All or none are captured.
+
+    Raises:
+        InputError: a record of another kind. SchemaViolation, UnsupportedEpcis: a payload
+            is not a capturable event (the message names which submission).
+        SignatureError, KeyNotAuthorized: a signature does not hold.
+        StorageError: the database failed; nothing is stored.
+    """
+    prepared: list[PreparedEvent] = []
+    accepted: list[Accepted] = []
+    warnings: list[str] = []
+    for n, (record, signature) in enumerate(submissions):
+        if record.kind != KIND:
+            raise InputError(f"submission {n}: record kind is {record.kind!r}, expected {KIND!r}")
+        try:
+            (p,), warned = prepare(record.payload)
+        except SchemaViolation as exc:
+            raise SchemaViolation([_under(c, n) for c in exc.complaints]) from None
+        except InputError as exc:
+            raise type(exc)(f"submission {n}: {exc}") from None
+        prepared.append(p)
+        warnings.extend(f"submission {n}: {w}" for w in warned)
+        accepted.append(check_record(record, signature, domain, keys))
+    return CaptureResult(_append(log, prepared, accepted), warnings)
+
+
+def _under(c: Complaint, n: int) -> Complaint:
+    """A complaint about submission `n`'s payload, with its path from the submission list."""
+    return Complaint(f"$[{n}].record.payload{c.path[1:]}", c.message, c.rule)
+
+
+@dataclass
+class _Slot:
+    """What the index holds (or will hold) for one hash ID during a capture."""
+
+    leaf: int  # leaf index, or -1 - position in this capture's new records
+    declared_by: int | None  # same encoding
+
+
+def _append(
+    log: Log, prepared: Sequence[PreparedEvent], accepted: Sequence[Accepted]
+) -> list[CapturedEvent]:
+    if not prepared:
+        return []
+    with log.appending() as app:
+        conn = app.conn
+        slots, hashes = _known(conn, sorted({p.event_id for p in prepared}))
+        existing = set(slots)
+        declared_before = {eid for eid, s in slots.items() if s.declared_by is not None}
+        new: list[int] = []  # positions in `prepared` whose record is appended
+        where: list[tuple[int, bool]] = []  # per event: (leaf, duplicate), leaf encoded
+        for n, p in enumerate(prepared):
+            slot = slots.get(p.event_id)
+            declares = "errorDeclaration" in p.payload
+            if slot is None:
+                # First sight of this event; a declaration arriving first stands for it.
+                leaf = -1 - len(new)
+                new.append(n)
+                slots[p.event_id] = _Slot(leaf, leaf if declares else None)
+                where.append((leaf, False))
+            elif declares and slot.declared_by is None:
+                leaf = -1 - len(new)
+                new.append(n)
+                slot.declared_by = leaf
+                where.append((leaf, False))
+            elif declares:
+                where.append((slot.declared_by, True))  # type: ignore[arg-type]
+            else:
+                where.append((slot.leaf, True))
+        appended = app.add([accepted[n] for n in new])
+
+        def resolve(leaf: int) -> int:
+            return leaf if leaf >= 0 else appended[-1 - leaf].index
+
+        for a in appended:
+            hashes[a.index] = a.leaf_hash
+        entries = []
+        for eid, slot in slots.items():
+            if eid not in existing:
+                n = new[-1 - slot.leaf]
+                declared = None if slot.declared_by is None else resolve(slot.declared_by)
+                entries.append((resolve(slot.leaf), eid, prepared[n].entry, declared))
+        write_index(conn, entries)
+        for eid in existing - declared_before:
+            if slots[eid].declared_by is not None:
+                conn.execute(
+                    update(EpcisEventRow)
+                    .where(EpcisEventRow.event_id == eid)
+                    .values(error_declared_by=resolve(slots[eid].declared_by))  # type: ignore[arg-type]
+                )
+    out = []
+    for p, (leaf, duplicate) in zip(prepared, where, strict=True):
+        index = resolve(leaf)
+        # A record logged earlier by another path (a plain record append) is a duplicate too.
+        logged = not duplicate and not appended[-1 - leaf].duplicate
+        out.append(CapturedEvent(p.event_id, index, hashes[index], duplicate=not logged))
+    return out
+
+
+def _known(conn: Connection, ids: list[str]) -> tuple[dict[str, _Slot], dict[int, bytes]]:
+    """The index's slots for these hash IDs, and the leaf hashes of their records."""
+    slots: dict[str, _Slot] = {}
+    for i in range(0, len(ids), 500):
+        rows = conn.execute(
+            select(
+                EpcisEventRow.event_id, EpcisEventRow.leaf_index, EpcisEventRow.error_declared_by
+            ).where(EpcisEventRow.event_id.in_(ids[i : i + 500]))
+        ).all()
+        slots.update((eid, _Slot(leaf, declared)) for eid, leaf, declared in rows)
+    leaves = sorted(
+        {s.leaf for s in slots.values()}
+        | {s.declared_by for s in slots.values() if s.declared_by is not None}
+    )
+    hashes: dict[int, bytes] = {}
+    for i in range(0, len(leaves), 500):
+        hashes.update(
+            conn.execute(
+                select(RecordRow.leaf_index, RecordRow.leaf_hash).where(
+                    RecordRow.leaf_index.in_(leaves[i : i + 500])
+                )
+            ).all()
+        )
+    return slots, hashes

@@ -1,0 +1,479 @@
+"""Genealogy and recall: where a lot came from, where it went, and what a defect reaches.
+
+The graph is read from the event index, never from payloads. Nodes are identifiers (item
+EPCs, lot classes, containers); an edge runs from what went in to what came out:
+
+- TransformationEvent: every input (inputEPCList, inputQuantityList classes) to every output.
+  Events that share a `transformationID` form one transformation (EPCIS 2.0 section 7.4.6):
+  inputs of one event link to outputs of the others.
+- AggregationEvent and AssociationEvent (action ADD or OBSERVE): every child to the parent.
+  DELETE undoes containment and makes no edge.
+
+Events declared in error make no edges. Traversal is breadth-first, one SQL statement per hop
+for the whole frontier (index range scans on `epcis_links`), so its cost follows the size of
+the genealogy, not of the history; identifiers already seen are not expanded twice, so cycles
+in bad data end.
+
+Every edge names the events that make it by leaf index; with `include_observations` the
+ObjectEvents about each node (inspections, shipping, ...) come too. `EventRef` carries each
+event's leaf index and leaf hash: `ledger.receipts.build_receipt(log, leaf_index, domain)` gives
+its receipt, and `ledger.epcis.audit` bundles them for an auditor.
+
+A *finished lot* is an output of a transformation that no transformation consumed: what the
+plant made last. Packing it into cases and pallets (aggregation) does not unmake it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Literal
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    and_,
+    cast,
+    literal_column,
+    null,
+    or_,
+    select,
+    union_all,
+)
+
+from ledger.epcis.index import (
+    EDGE_EVENT_TYPES,
+    IN_ROLES,
+    OUT_ROLES,
+    EventRef,
+    chunks,
+    event_refs,
+    generic_plans,
+    is_pg,
+    one_of,
+)
+from ledger.epcis.vocab import cbv_name
+from ledger.errors import InputError, NotFound
+from ledger.store import Store
+from ledger.store.models import EpcisEventRow, EpcisLinkRow
+
+Direction = Literal["upstream", "downstream", "both"]
+
+RELATION = {
+    "TransformationEvent": "transformation",
+    "AggregationEvent": "aggregation",
+    "AssociationEvent": "association",
+}
+OBSERVED_ROLES = ("epc", "epc_class")
+MAX_NODES = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """`source` went into `target` through `events` (leaf indexes)."""
+
+    source: str
+    target: str
+    relation: str  # transformation | aggregation | association
+    events: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "target": self.target,
+            "relation": self.relation,
+            "events": list(self.events),
+        }
+
+
+@dataclass
+class Genealogy:
+    """The part of the graph around `root` that a trace reached."""
+
+    root: str
+    nodes: dict[str, int]  # identifier -> hops from root: < 0 upstream, > 0 downstream
+    edges: list[Edge]
+    events: dict[int, EventRef]  # leaf index -> event, for edges and observations
+    observations: dict[str, list[int]] = field(default_factory=dict)  # id -> ObjectEvents
+    truncated: bool = False  # a depth or size limit stopped the trace with nodes unexplored
+
+    @property
+    def upstream(self) -> list[str]:
+        return sorted(
+            (n for n, d in self.nodes.items() if d < 0), key=lambda n: (-self.nodes[n], n)
+        )
+
+    @property
+    def downstream(self) -> list[str]:
+        return sorted((n for n, d in self.nodes.items() if d > 0), key=lambda n: (self.nodes[n], n))
+
+    @property
+    def depth(self) -> int:
+        """Hops to the farthest node reached, either way."""
+        return max((abs(d) for d in self.nodes.values()), default=0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "nodes": [
+                {"id": n, "hops": d}
+                for n, d in sorted(self.nodes.items(), key=lambda x: (x[1], x[0]))
+            ],
+            "edges": [e.to_json() for e in self.edges],
+            "events": [self.events[i].to_json() for i in sorted(self.events)],
+            "observations": {n: ids for n, ids in sorted(self.observations.items())},
+            "truncated": self.truncated,
+        }
+
+
+# --- one hop, as SQL ---------------------------------------------------------------------------
+
+
+def _const(*values: str) -> list[Any]:
+    """Our own constants, written into the SQL rather than bound: a reused (generic) plan
+    then still knows which roles and types it filters on, and keeps to the indexes."""
+    return [literal_column("'" + v.replace("'", "''") + "'") for v in values]
+
+
+@cache
+def _hop_statement(downstream: bool, pg: bool) -> Any:
+    """Edges between the frontier and its neighbours in one direction.
+
+    Rows: (near, far, event_type, leaf_index, second leaf_index or NULL).
+    """
+    near_link = EpcisLinkRow.__table__.alias("near")
+    far_link = EpcisLinkRow.__table__.alias("far")
+    ev = EpcisEventRow.__table__.alias("ev")
+    near_roles, far_roles = (IN_ROLES, OUT_ROLES) if downstream else (OUT_ROLES, IN_ROLES)
+    live = and_(
+        ev.c.event_type.in_(_const(*EDGE_EVENT_TYPES)),
+        or_(ev.c.action.is_(None), ev.c.action != _const("DELETE")[0]),
+        ev.c.error_declared_by.is_(None),
+    )
+    direct = (
+        select(
+            near_link.c.epc.label("near"),
+            far_link.c.epc.label("far"),
+            ev.c.event_type,
+            near_link.c.leaf_index,
+            cast(null(), BigInteger).label("other"),
+        )
+        .select_from(near_link)
+        .join(ev, ev.c.leaf_index == near_link.c.leaf_index)
+        .join(far_link, far_link.c.leaf_index == near_link.c.leaf_index)
+        .where(
+            one_of(near_link.c.epc, "frontier", pg),
+            near_link.c.role.in_(_const(*near_roles)),
+            far_link.c.role.in_(_const(*far_roles)),
+            live,
+        )
+    )
+    # Events sharing a transformationID: inputs of one, outputs of another.
+    near_x = EpcisLinkRow.__table__.alias("near_x")
+    far_x = EpcisLinkRow.__table__.alias("far_x")
+    ev2 = EpcisEventRow.__table__.alias("ev2")
+    x_near_roles = ("input", "input_class") if downstream else ("output", "output_class")
+    x_far_roles = ("output", "output_class") if downstream else ("input", "input_class")
+    joined = (
+        select(
+            near_link.c.epc.label("near"),
+            far_link.c.epc.label("far"),
+            _const("TransformationEvent")[0].label("event_type"),
+            near_link.c.leaf_index,
+            far_link.c.leaf_index.label("other"),
+        )
+        .select_from(near_link)
+        .join(
+            near_x,
+            and_(
+                near_x.c.leaf_index == near_link.c.leaf_index, near_x.c.role == _const("xform")[0]
+            ),
+        )
+        .join(
+            far_x,
+            and_(
+                far_x.c.epc == near_x.c.epc,
+                far_x.c.role == _const("xform")[0],
+                far_x.c.leaf_index != near_x.c.leaf_index,
+            ),
+        )
+        .join(far_link, far_link.c.leaf_index == far_x.c.leaf_index)
+        .join(ev, ev.c.leaf_index == near_link.c.leaf_index)
+        .join(ev2, ev2.c.leaf_index == far_link.c.leaf_index)
+        .where(
+            one_of(near_link.c.epc, "frontier", pg),
+            near_link.c.role.in_(_const(*x_near_roles)),
+            far_link.c.role.in_(_const(*x_far_roles)),
+            ev.c.error_declared_by.is_(None),
+            ev2.c.error_declared_by.is_(None),
+        )
+    )
+    return union_all(direct, joined)
+
+
+def _walk(
+    conn: Connection,
+    start: Iterable[str],
+    *,
+    downstream: bool,
+    max_depth: int | None,
+    max_nodes: int,
+) -> tuple[dict[str, int], dict[tuple[str, str, str], set[int]], bool]:
+    """Breadth-first from `start`, one statement per hop and chunk.
+
+    Returns hops per identifier (>= 0), edges keyed (source, target, relation) with their
+    events, and whether a limit stopped the walk with identifiers unexplored.
+    """
+    hops = dict.fromkeys(start, 0)
+    edges: dict[tuple[str, str, str], set[int]] = {}
+    frontier = sorted(hops)
+    depth = 0
+    pg = is_pg(conn)
+    hop = _hop_statement(downstream, pg)
+    while frontier:
+        if max_depth is not None and depth >= max_depth:
+            return hops, edges, True
+        depth += 1
+        found: set[str] = set()
+        for chunk in chunks(frontier, pg):
+            for near, far, event_type, leaf, other in conn.execute(hop, {"frontier": chunk}):
+                key = (near, far) if downstream else (far, near)
+                events = edges.setdefault((*key, RELATION[event_type]), set())
+                events.add(leaf)
+                if other is not None:
+                    events.add(other)
+                if far not in hops:
+                    hops[far] = depth
+                    found.add(far)
+        if len(hops) > max_nodes:
+            return hops, edges, True
+        frontier = sorted(found)
+    return hops, edges, False
+
+
+@cache
+def _observations_statement(pg: bool) -> Any:
+    link, ev = EpcisLinkRow, EpcisEventRow
+    return (
+        select(link.epc, link.leaf_index)
+        .join(ev, ev.leaf_index == link.leaf_index)
+        .where(one_of(link.epc, "nodes", pg), link.role.in_(OBSERVED_ROLES))
+        .order_by(link.leaf_index)
+    )
+
+
+def _observations(conn: Connection, nodes: Sequence[str]) -> dict[str, list[int]]:
+    pg = is_pg(conn)
+    stmt = _observations_statement(pg)
+    out: dict[str, list[int]] = {}
+    for chunk in chunks(sorted(nodes), pg):
+        for epc, leaf in conn.execute(stmt, {"nodes": chunk}):
+            out.setdefault(epc, []).append(leaf)
+    return out
+
+
+def trace(
+    store: Store,
+    identifier: str,
+    *,
+    direction: Direction = "both",
+    max_depth: int | None = None,
+    include_observations: bool = True,
+    max_nodes: int = MAX_NODES,
+) -> Genealogy:
+    """The genealogy of a lot, item or container.
+
+    Args:
+        identifier: an EPC, EPC class (lot) or container ID exactly as events name it.
+        direction: `upstream` (what went into it), `downstream` (where it went), or both.
+        max_depth: hops to follow each way (None: until nothing new is reached).
+        include_observations: also collect the ObjectEvents about every node reached.
+        max_nodes: stop (and set `truncated`) beyond this many identifiers each way.
+
+    Raises:
+        NotFound: no event mentions `identifier`.
+        InputError: an unknown direction.
+    """
+    if direction not in ("upstream", "downstream", "both"):
+        raise InputError(f"direction must be upstream, downstream or both, got {direction!r}")
+    with store.reading() as conn:
+        generic_plans(conn)
+        mentioned = conn.execute(
+            select(EpcisLinkRow.leaf_index).where(EpcisLinkRow.epc == identifier).limit(1)
+        ).first()
+        if mentioned is None:
+            raise NotFound(f"no event mentions {identifier}")
+        nodes = {identifier: 0}
+        edges: dict[tuple[str, str, str], set[int]] = {}
+        truncated = False
+        ways = {"upstream": (False,), "downstream": (True,), "both": (False, True)}[direction]
+        for downstream in ways:
+            hops, found, cut = _walk(
+                conn, [identifier], downstream=downstream, max_depth=max_depth, max_nodes=max_nodes
+            )
+            sign = 1 if downstream else -1
+            for n, d in hops.items():
+                if n not in nodes:
+                    nodes[n] = sign * d
+            for key, leaves in found.items():
+                edges.setdefault(key, set()).update(leaves)
+            truncated |= cut
+        observations = _observations(conn, list(nodes)) if include_observations else {}
+        leaves = {leaf for ls in edges.values() for leaf in ls}
+        leaves.update(leaf for ls in observations.values() for leaf in ls)
+        refs = event_refs(conn, leaves)
+    return Genealogy(
+        root=identifier,
+        nodes=nodes,
+        edges=[Edge(s, t, r, tuple(sorted(ls))) for (s, t, r), ls in sorted(edges.items())],
+        events=refs,
+        observations=observations,
+        truncated=truncated,
+    )
+
+
+def upstream(store: Store, identifier: str, **kwargs: Any) -> Genealogy:
+    """What went into `identifier`, through transformations and aggregations (see `trace`)."""
+    return trace(store, identifier, direction="upstream", **kwargs)
+
+
+def downstream(store: Store, identifier: str, **kwargs: Any) -> Genealogy:
+    """Where `identifier` went (see `trace`)."""
+    return trace(store, identifier, direction="downstream", **kwargs)
+
+
+# --- recall ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Recall:
+    """Everything downstream of the objects a criterion selects, and the finished lots among it."""
+
+    criterion: str
+    seeds: list[str]  # the objects the criterion selected
+    seed_events: list[EventRef]  # the events that selected them (empty for a given lot)
+    reached: dict[str, int]  # every object downstream of a seed (seeds too), hops from nearest
+    finished: list[str]  # finished lots among `reached`
+    truncated: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "criterion": self.criterion,
+            "seeds": self.seeds,
+            "seed_events": [e.to_json() for e in self.seed_events],
+            "finished": self.finished,
+            "reached": len(self.reached),
+            "truncated": self.truncated,
+        }
+
+
+@cache
+def _outputs_statement(pg: bool) -> Any:
+    link, ev = EpcisLinkRow, EpcisEventRow
+    return (
+        select(link.epc)
+        .distinct()
+        .join(ev, ev.leaf_index == link.leaf_index)
+        .where(
+            one_of(link.epc, "ids", pg),
+            link.role.in_(("output", "output_class")),
+            ev.event_type == "TransformationEvent",
+            ev.error_declared_by.is_(None),
+        )
+    )
+
+
+def _finished(conn: Connection, reached: Sequence[str], consumed: set[str]) -> list[str]:
+    """Identifiers some live TransformationEvent output and none consumed."""
+    pg = is_pg(conn)
+    candidates = sorted(set(reached) - consumed)
+    out: set[str] = set()
+    for chunk in chunks(candidates, pg):
+        out.update(epc for (epc,) in conn.execute(_outputs_statement(pg), {"ids": chunk}))
+    return sorted(out)
+
+
+def _recall(
+    conn: Connection,
+    criterion: str,
+    seeds: list[str],
+    seed_events: list[EventRef],
+    max_nodes: int,
+) -> Recall:
+    hops, edges, cut = _walk(conn, seeds, downstream=True, max_depth=None, max_nodes=max_nodes)
+    consumed = {s for (s, _, r) in edges if r == "transformation"}
+    return Recall(
+        criterion=criterion,
+        seeds=seeds,
+        seed_events=seed_events,
+        reached=hops,
+        finished=_finished(conn, list(hops), consumed),
+        truncated=cut,
+    )
+
+
+def _seeds_of(conn: Connection, where: Any) -> tuple[list[str], list[EventRef]]:
+    link, ev = EpcisLinkRow, EpcisEventRow
+    rows = conn.execute(
+        select(link.epc, link.leaf_index)
+        .join(ev, ev.leaf_index == link.leaf_index)
+        .where(where, ev.error_declared_by.is_(None), link.role.in_(OBSERVED_ROLES))
+    ).all()
+    refs = event_refs(conn, {leaf for _, leaf in rows})
+    return sorted({epc for epc, _ in rows}), [refs[i] for i in sorted(refs)]
+
+
+def recall_from_lot(store: Store, lot: str, *, max_nodes: int = MAX_NODES) -> Recall:
+    """Finished lots containing material from `lot` (a supplier's lot, say).
+
+    Raises:
+        NotFound: no event mentions `lot`.
+    """
+    with store.reading() as conn:
+        if (
+            conn.execute(select(EpcisLinkRow.epc).where(EpcisLinkRow.epc == lot).limit(1)).first()
+            is None
+        ):
+            raise NotFound(f"no event mentions {lot}")
+        return _recall(conn, f"material from {lot}", [lot], [], max_nodes)
+
+
+def recall_by_model(
+    store: Store, model_manifest_digest: str, *, max_nodes: int = MAX_NODES
+) -> Recall:
+    """Finished lots judged, themselves or upstream, by events citing this model manifest
+    (`fp:modelManifestDigest`, see `ledger.epcis.export`)."""
+    with store.reading() as conn:
+        generic_plans(conn)
+        seeds, events = _seeds_of(conn, EpcisEventRow.model_digest == model_manifest_digest)
+        return _recall(conn, f"judged by model {model_manifest_digest}", seeds, events, max_nodes)
+
+
+def recall_nonconformant(
+    store: Store,
+    *,
+    dispositions: Sequence[str] = ("non_conformant",),
+    biz_step: str = "inspecting",
+    since_us: int | None = None,
+    until_us: int | None = None,
+    max_nodes: int = MAX_NODES,
+) -> Recall:
+    """Finished lots with an inspection of the given disposition on them or upstream.
+
+    Args:
+        dispositions: which outcomes count (CBV names or URIs, e.g. `vocab.NEEDS_REVIEW`).
+        since_us, until_us: only inspections with eventTime in [since, until).
+    """
+    ev = EpcisEventRow
+    names = [cbv_name("disposition", d) for d in dispositions]
+    where = and_(ev.biz_step == cbv_name("bizStep", biz_step), ev.disposition.in_(names))
+    if since_us is not None:
+        where = and_(where, ev.event_time_us >= since_us)
+    if until_us is not None:
+        where = and_(where, ev.event_time_us < until_us)
+    with store.reading() as conn:
+        generic_plans(conn)
+        seeds, events = _seeds_of(conn, where)
+        label = f"{biz_step} with disposition {' or '.join(names)} upstream"
+        return _recall(conn, label, seeds, events, max_nodes)

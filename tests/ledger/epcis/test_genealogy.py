@@ -1,0 +1,235 @@
+"""Genealogy and recall on the generated plant, checked against what the generator made."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from ledger.epcis.genealogy import (
+    downstream,
+    recall_by_model,
+    recall_from_lot,
+    recall_nonconformant,
+    trace,
+    upstream,
+)
+from ledger.epcis.vocab import NEEDS_REVIEW
+from ledger.errors import InputError, NotFound
+from ledger.store import Store
+from tests.ledger.epcis.conftest import SMALL_PLANT, CapturedPlant, Repo
+
+
+def _hops(start: str, step: dict[str, list[str]]) -> dict[str, int]:
+    """Breadth-first distances: the reference for the SQL traversal."""
+    seen = {start: 0}
+    queue = deque([start])
+    while queue:
+        n = queue.popleft()
+        for m in step.get(n, []):
+            if m not in seen:
+                seen[m] = seen[n] + 1
+                queue.append(m)
+    return seen
+
+
+def _graph(plant: CapturedPlant) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(product -> what went in, thing -> where it went), from the generator's facts."""
+    up: dict[str, list[str]] = {}
+    down: dict[str, list[str]] = {}
+    facts = plant.facts
+    links = [(i, o) for o, ins in facts.inputs.items() for i in ins]
+    links += list(facts.case_of.items()) + list(facts.pallet_of.items())
+    for src, dst in links:
+        up.setdefault(dst, []).append(src)
+        down.setdefault(src, []).append(dst)
+    return up, down
+
+
+@pytest.fixture
+def statements(plant: CapturedPlant) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    engine = plant.repo.store.engine
+    event.listen(engine, "before_cursor_execute", count)
+    yield seen
+    event.remove(engine, "before_cursor_execute", count)
+
+
+def test_upstream_of_every_finished_lot(plant: CapturedPlant, statements: list[str]) -> None:
+    up, _ = _graph(plant)
+    widest = 0
+    for lot in plant.facts.finished:
+        statements.clear()
+        g = upstream(plant.repo.store, lot)
+        want = _hops(lot, up)
+        assert {n: -d for n, d in want.items()} == g.nodes
+        assert g.depth == SMALL_PLANT.stages and not g.truncated
+        # One statement per hop for the whole frontier (+ plan setting, existence,
+        # observations, refs), however many nodes each hop reaches.
+        assert len(statements) <= SMALL_PLANT.stages + 5
+        widest = max(widest, len(g.nodes))
+        inputs = {(i, o) for o, ins in plant.facts.inputs.items() for i in ins}
+        for e in g.edges:
+            assert e.relation == "transformation" and (e.source, e.target) in inputs
+            (leaf,) = e.events
+            made = plant.events[leaf]  # captured in one document: leaf = position
+            assert made["type"] == "TransformationEvent"
+            assert e.target in [q["epcClass"] for q in made["outputQuantityList"]]
+            assert g.events[leaf].leaf_hash == plant.repo.log.get(leaf).leaf_hash
+    assert widest > SMALL_PLANT.stages + 5  # more nodes than statements
+
+
+def test_downstream_of_supplier_lots(plant: CapturedPlant) -> None:
+    _, down = _graph(plant)
+    for raw in plant.facts.raw_lots:
+        g = downstream(plant.repo.store, raw)
+        assert _hops(raw, down) == g.nodes
+        relations = {e.relation for e in g.edges}
+        assert relations <= {"transformation", "aggregation"}
+        pallets = set(plant.facts.pallet_of.values())
+        assert any(n in pallets for n in g.nodes)  # down to the pallets that shipped
+
+
+def test_both_ways_limits_and_observations(plant: CapturedPlant) -> None:
+    lot = plant.facts.runs[3][1]  # a stage-2 lot in the middle of the history
+    g = trace(plant.repo.store, lot)
+    assert min(g.nodes.values()) == -2 and max(g.nodes.values()) > 0
+    assert set(g.upstream) == {n for n, d in g.nodes.items() if d < 0}
+    # every node the plant inspected has its inspection among the observations
+    for node in g.nodes:
+        if node in plant.facts.inspected:
+            kinds = [g.events[leaf].biz_step for leaf in g.observations[node]]
+            assert "inspecting" in kinds
+    edge_leaves = {leaf for e in g.edges for leaf in e.events}
+    assert edge_leaves <= set(g.events)
+    short = trace(plant.repo.store, lot, max_depth=1, include_observations=False)
+    assert short.truncated and set(short.nodes.values()) <= {-1, 0, 1}
+    assert short.observations == {}
+    assert set(short.nodes) < set(g.nodes)
+
+
+def test_unknown_identifiers_and_directions(plant: CapturedPlant) -> None:
+    with pytest.raises(NotFound, match=r"no event mentions urn:epc:id:sgtin:1\.2\.3"):
+        trace(plant.repo.store, "urn:epc:id:sgtin:1.2.3")
+    with pytest.raises(NotFound):
+        recall_from_lot(plant.repo.store, "urn:epc:id:sgtin:1.2.3")
+    with pytest.raises(InputError, match="direction"):
+        trace(plant.repo.store, plant.facts.finished[0], direction="sideways")  # type: ignore[arg-type]
+
+
+def _finished_with(plant: CapturedPlant, bad: set[str]) -> list[str]:
+    up, _ = _graph(plant)
+    return sorted(lot for lot in plant.facts.finished if set(_hops(lot, up)) & bad)
+
+
+def test_recalls_agree_with_the_generators_facts(plant: CapturedPlant) -> None:
+    store = plant.repo.store
+    inspected = plant.facts.inspected
+    raw = sorted(plant.facts.raw_lots)[1]
+    r = recall_from_lot(store, raw)
+    assert r.finished == _finished_with(plant, {raw}) and r.finished
+    assert r.seeds == [raw] and r.reached[raw] == 0
+
+    by_model = recall_by_model(store, SMALL_PLANT.rare_model)
+    judged = {lot for lot, (model, _) in inspected.items() if model == SMALL_PLANT.rare_model}
+    assert judged and by_model.seeds == sorted(judged)
+    assert by_model.finished == _finished_with(plant, judged)
+    assert all(e.model_digest == SMALL_PLANT.rare_model for e in by_model.seed_events)
+
+    bad = recall_nonconformant(store)
+    failed = {lot for lot, (_, disp) in inspected.items() if disp == "non_conformant"}
+    assert failed and bad.seeds == sorted(failed)
+    assert bad.finished == _finished_with(plant, failed)
+    review = recall_nonconformant(store, dispositions=[NEEDS_REVIEW])
+    flagged = {lot for lot, (_, disp) in inspected.items() if disp == NEEDS_REVIEW}
+    assert review.finished == _finished_with(plant, flagged)
+    assert recall_by_model(store, "0x" + "00" * 32).finished == []
+
+
+# --- shapes the plant does not make ------------------------------------------------------------
+
+CONTEXT = ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld"]
+
+
+def _doc(*events: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "@context": CONTEXT,
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": "2026-02-01T00:00:00Z",
+        "epcisBody": {"eventList": list(events)},
+    }
+
+
+def _at(minute: int, kind: str, **fields: Any) -> dict[str, Any]:
+    t = f"2026-02-01T10:{minute:02d}:00Z"
+    return {"type": kind, "eventTime": t, "eventTimeZoneOffset": "+00:00", **fields}
+
+
+def _lot(n: int) -> str:
+    return f"urn:epc:class:lgtin:4012345.000777.L{n}"
+
+
+def test_transformation_ids_deletes_associations_and_cycles(repo: Repo) -> None:
+    xid = "urn:epc:id:gdti:4012345.00001.77"
+    box, asset = "urn:epc:id:sscc:4012345.0000000777", "urn:epc:id:giai:4012345.PUMP1"
+    repo.capture(
+        _doc(
+            # One transformation in two events joined by transformationID.
+            _at(0, "TransformationEvent", transformationID=xid,
+                inputQuantityList=[{"epcClass": _lot(1)}]),
+            _at(5, "TransformationEvent", transformationID=xid,
+                outputQuantityList=[{"epcClass": _lot(2)}]),
+            # Packed, then unpacked: DELETE makes no edge.
+            _at(6, "AggregationEvent", parentID=box, childQuantityList=[{"epcClass": _lot(2)}],
+                action="ADD"),
+            _at(7, "AggregationEvent", parentID="urn:epc:id:sscc:4012345.0000000778",
+                childQuantityList=[{"epcClass": _lot(2)}], action="DELETE"),
+            # A part associated with a machine.
+            _at(8, "AssociationEvent", parentID=asset, childEPCs=[box], action="ADD"),
+            # Bad data: a loop back to lot 1.
+            _at(9, "TransformationEvent", inputQuantityList=[{"epcClass": _lot(2)}],
+                outputQuantityList=[{"epcClass": _lot(1)}]),
+        )
+    )  # fmt: skip
+    g = downstream(repo.store, _lot(1))
+    edges = {(e.source, e.target, e.relation, e.events) for e in g.edges}
+    assert (_lot(1), _lot(2), "transformation", (0, 1)) in edges
+    assert (_lot(2), box, "aggregation", (2,)) in edges
+    assert (box, asset, "association", (4,)) in edges
+    assert "urn:epc:id:sscc:4012345.0000000778" not in g.nodes
+    assert g.nodes == {_lot(1): 0, _lot(2): 1, box: 2, asset: 3}  # the loop ended
+    assert upstream(repo.store, _lot(2)).nodes == {_lot(2): 0, _lot(1): -1}
+
+
+def test_events_declared_in_error_make_no_edges(repo: Repo) -> None:
+    made = _at(0, "TransformationEvent", inputQuantityList=[{"epcClass": _lot(1)}],
+               outputQuantityList=[{"epcClass": _lot(2)}])  # fmt: skip
+    repo.capture(_doc(made))
+    assert upstream(repo.store, _lot(2)).nodes == {_lot(2): 0, _lot(1): -1}
+    retracted = {
+        **made,
+        "errorDeclaration": {"declarationTime": "2026-02-02T00:00:00Z", "reason": "incorrect_data"},
+    }
+    assert not repo.capture(_doc(retracted)).events[0].duplicate
+    g = upstream(repo.store, _lot(2))
+    assert g.nodes == {_lot(2): 0} and g.edges == []
+
+
+def test_traversal_reads_the_index_not_payloads(
+    plant: CapturedPlant, statements: list[str]
+) -> None:
+    trace(plant.repo.store, plant.facts.finished[-1], include_observations=False)
+    reads = " ".join(statements)
+    assert "epcis_links" in reads and "canonical" not in reads
+
+
+def test_store_fixture_is_untouched(plant: CapturedPlant) -> None:
+    assert isinstance(plant.repo.store, Store) and plant.result.new == len(plant.events)

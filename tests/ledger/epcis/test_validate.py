@@ -1,0 +1,163 @@
+"""Validation against the shipped GS1 EPCIS 2.0 JSON Schema."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger.epcis.errors import SchemaViolation, UnsupportedEpcis
+from ledger.epcis.validate import complaints, is_date_time, is_uri, validate, validate_capture
+from tests.ledger.epcis.conftest import SCHEMA_INVALID_EXAMPLE, repaired
+
+SCHEMA_DIR = Path(__file__).resolve().parents[3] / "ledger" / "epcis" / "schema"
+SHIPPED = ("EPCIS-JSON-Schema.json", "epcis-context.jsonld", "epcis-context-simple.jsonld")
+
+
+@pytest.mark.parametrize("name", [*SHIPPED, "LICENSE"])
+def test_shipped_copies_are_the_official_files(shared_dir: Path, name: str) -> None:
+    ours = (SCHEMA_DIR / name).read_bytes()
+    assert ours == (shared_dir / "standards" / "epcis" / name).read_bytes()
+    if name in SHIPPED:  # and the README states their digests
+        digest = hashlib.sha256(ours).hexdigest()
+        assert digest in (SCHEMA_DIR / "README.md").read_text()
+
+
+def test_official_examples_are_valid_but_one(examples: dict[str, Any]) -> None:
+    for name, doc in examples.items():
+        found = complaints(doc)
+        if name == SCHEMA_INVALID_EXAMPLE:
+            # GS1's own example puts "type" in a sensorElement, whose property names the
+            # schema restricts to sensorMetadata, sensorReport and URIs.
+            assert [c.path for c in found] == ["$.epcisBody.eventList[0].sensorElementList[0]"]
+            assert "'type' is not a 'uri'" in found[0].message
+            assert complaints(repaired(doc)) == []
+        else:
+            assert found == [], (name, found)
+
+
+def _event(examples: dict[str, Any], name: str = "Example_9.6.1-ObjectEvent.jsonld") -> Any:
+    return copy.deepcopy(examples[name])
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "message"),
+    [
+        (
+            lambda e: e.update(action="LOOK"),
+            "$.epcisBody.eventList[0].action",
+            "'LOOK' is not one of ['OBSERVE', 'ADD', 'DELETE']",
+        ),
+        (
+            lambda e: e.update(eventTime="yesterday"),
+            "$.epcisBody.eventList[0].eventTime",
+            "'yesterday' is not a 'date-time'",
+        ),
+        (
+            lambda e: e.update(eventTimeZoneOffset="+25:00"),
+            "$.epcisBody.eventList[0].eventTimeZoneOffset",
+            "does not match",
+        ),
+        (
+            lambda e: e.update(epcList=["not a uri"]),
+            "$.epcisBody.eventList[0].epcList[0]",
+            "'not a uri' is not a 'uri'",
+        ),
+        (
+            lambda e: e.pop("eventTime"),
+            "$.epcisBody.eventList[0]",
+            "'eventTime' is a required property",
+        ),
+        (
+            lambda e: e.update(bizStep="urn:epcglobal:cbv:bizstep:shipping"),
+            "$.epcisBody.eventList[0].bizStep",
+            "no alternative of the schema holds: 'urn:epcglobal:cbv:bizstep:shipping' does not",
+        ),
+    ],
+)
+def test_refusals_carry_the_schemas_complaint(
+    examples: dict[str, Any], change: Any, path: str, message: str
+) -> None:
+    doc = _event(examples)
+    change(doc["epcisBody"]["eventList"][0])
+    with pytest.raises(SchemaViolation) as caught:
+        validate(doc)
+    first = caught.value.complaints[0]
+    assert first.path == path
+    assert message in first.message
+    assert first.rule  # the schema keyword path that failed
+    assert path in str(caught.value) and message in str(caught.value)
+
+
+def test_an_anyof_names_what_each_alternative_wanted(examples: dict[str, Any]) -> None:
+    doc = _event(examples, "Example_9.6.3-AggregationEvent.jsonld")
+    event = doc["epcisBody"]["eventList"][0]
+    del event["childEPCs"], event["childQuantityList"]
+    (first, *_) = complaints(doc)
+    assert first.path == "$.epcisBody.eventList[0]"
+    assert "'childEPCs' is a required property" in first.message
+    assert "'childQuantityList' is a required property" in first.message
+
+
+def test_capture_takes_documents_and_standard_events_only(examples: dict[str, Any]) -> None:
+    doc = _event(examples)
+    validate_capture(doc)
+    single = {"@context": doc["@context"], **doc["epcisBody"]["eventList"][0]}
+    validate_capture(single)
+    with pytest.raises(SchemaViolation, match="'@context' is a required property"):
+        validate_capture(doc["epcisBody"]["eventList"][0])
+    query_doc = {
+        "@context": doc["@context"],
+        "type": "EPCISQueryDocument",
+        "epcisBody": {"queryResults": {"queryName": "q", "resultsBody": {"eventList": []}}},
+    }
+    with pytest.raises(UnsupportedEpcis, match="EPCISQueryDocument"):
+        validate_capture(query_doc)
+    doc["epcisBody"]["eventList"][0]["type"] = "https://example.com/MyEvent"
+    with pytest.raises(UnsupportedEpcis, match="extension event type"):
+        validate_capture(doc)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("2005-04-03T20:33:31.116-06:00", True),
+        ("2013-06-08T14:58:56.591Z", True),
+        ("2016-12-31T23:59:60Z", True),  # a leap second
+        ("2026-02-30T00:00:00Z", False),
+        ("2026-01-01T00:00:00", False),  # no offset
+        ("2026-01-01 00:00:00Z", False),
+        ("2026-01-01T24:00:00Z", False),
+    ],
+)
+def test_date_time_format(value: str, ok: bool) -> None:
+    assert is_date_time(value) is ok
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("urn:epc:id:sgtin:0614141.107346.2017", True),
+        ("https://id.gs1.org/01/09521141123454/21/1", True),
+        ("_:document1", True),  # JSON-LD blank node, used by the official examples
+        ("example:myField", True),
+        ("urn:epc:idpat:sgtin:4012345.098765.*", True),
+        ("no-scheme", False),
+        ("urn:epc:id:sgtin:0614141 107346", False),
+        ("http://x/%zz", False),
+    ],
+)
+def test_uri_format(value: str, ok: bool) -> None:
+    assert is_uri(value) is ok
+
+
+def test_messages_stay_short(examples: dict[str, Any]) -> None:
+    doc = _event(examples)
+    doc["epcisBody"]["eventList"][0]["sensorElementList"] = "x" * 5000
+    for c in complaints(doc):
+        assert len(c.message) <= 1200
+        assert not re.search("x{400}", c.message)
