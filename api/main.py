@@ -12,6 +12,7 @@ from api import errors
 from api.metrics import LATENCY, REQUESTS
 from api.routes import (
     checkpoints,
+    epcis,
     health,
     models,
     participants,
@@ -33,7 +34,8 @@ def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="forgeproof", version="1", description=DESCRIPTION)
     app.state.service = service
     errors.install(app)
-    for module in (records, verify, checkpoints, models, participants, subscriptions, health):
+    routes = (records, verify, checkpoints, models, participants, subscriptions, epcis, health)
+    for module in routes:
         app.include_router(module.router)
     for extra in service.extras.get("routers", []):
         app.include_router(extra)

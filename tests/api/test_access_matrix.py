@@ -193,6 +193,46 @@ MATRIX |= {
         lambda p, who, c: p.client.get(f"/v1/models/{c['model']['digest']}", headers=p.as_(who)),
     ),
 }
+EPCIS_READERS = {"operator", "line-3", "tuv"}
+_EVENT = {
+    "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld"],
+    "type": "ObjectEvent",
+    "eventTime": "2026-01-05T06:00:00.000Z",
+    "eventTimeZoneOffset": "+01:00",
+    "action": "OBSERVE",
+    "epcList": ["urn:epc:id:sgtin:4012345.011111.1"],
+    "bizStep": "inspecting",
+}
+MATRIX |= {
+    ("POST", "/v1/epcis/capture"): (
+        {"acme", "nordic", "line-3", "operator"},
+        lambda p, who, c: p.client.post("/v1/epcis/capture", json=_EVENT, headers=p.as_(who)),
+    ),
+    ("GET", "/v1/epcis/events"): (
+        EPCIS_READERS,
+        lambda p, who, c: p.client.get("/v1/epcis/events", headers=p.as_(who)),
+    ),
+    ("GET", "/v1/epcis/events/{event_id}"): (
+        EPCIS_READERS,
+        lambda p, who, c: p.client.get("/v1/epcis/events/ni%3A%2F%2Fx", headers=p.as_(who)),
+    ),
+    ("GET", "/v1/genealogy"): (
+        EPCIS_READERS,
+        lambda p, who, c: p.client.get("/v1/genealogy", params={"id": "urn:x"}, headers=p.as_(who)),
+    ),
+    ("GET", "/v1/recall"): (
+        EPCIS_READERS,
+        lambda p, who, c: p.client.get(
+            "/v1/recall", params={"supplier_lot": "urn:x"}, headers=p.as_(who)
+        ),
+    ),
+    ("GET", "/v1/genealogy/audit"): (
+        EPCIS_READERS,
+        lambda p, who, c: p.client.get(
+            "/v1/genealogy/audit", params={"id": "urn:x"}, headers=p.as_(who)
+        ),
+    ),
+}
 PUBLIC = {("GET", "/healthz"), ("GET", "/metrics")}
 
 

@@ -1,0 +1,139 @@
+"""EPCIS 2.0: capture, the standard query, genealogy, recall and the auditor's export."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi.responses import HTMLResponse
+
+from api.auth import Caller
+from api.deps import ServiceDep, require
+from api.errors import ApiError
+from ledger.epcis import audit
+from ledger.epcis.capture import capture
+from ledger.epcis.errors import SchemaViolation
+from ledger.epcis.genealogy import recall_by_model, recall_from_lot, recall_nonconformant, trace
+from ledger.epcis.query import get_event, query_events
+
+router = APIRouter(tags=["epcis"])
+
+Capturer = Annotated[Caller, Depends(require("supplier", "manufacturer", "operator"))]
+Reader = Annotated[Caller, Depends(require("operator", "manufacturer", "auditor"))]
+
+
+@router.post("/v1/epcis/capture", status_code=201)
+def capture_document(
+    caller: Capturer,
+    service: ServiceDep,
+    document: Annotated[dict[str, Any], Body(description="an EPCISDocument or a single event")],
+) -> dict[str, Any]:
+    """Capture EPCIS 2.0 events: schema-checked, hash-identified, logged all or none.
+
+    The service signs each event record with the operator's key, vouching that an
+    authenticated participant submitted it.
+    """
+    dep = service.dep
+    operator = dep.config["operator"]
+    document = (
+        {**document, "fp:submittedBy": caller.participant}
+        if "eventList" not in document.get("epcisBody", {})
+        else document
+    )
+    try:
+        with service.append_lock:
+            result = capture(
+                dep.log,
+                document,
+                signer=dep.signer(operator),
+                participant=operator,
+                domain=dep.domain,
+                keys=service.key_snapshot(),
+            )
+    except SchemaViolation as exc:
+        raise ApiError(
+            400,
+            "epcis_schema_violation",
+            str(exc),
+            complaints=[
+                {"path": c.path, "message": c.message, "rule": c.rule} for c in exc.complaints
+            ],
+        ) from None
+    return result.to_json()
+
+
+@router.get("/v1/epcis/events")
+def epcis_query(
+    request: Request, response: Response, caller: Reader, service: ServiceDep
+) -> dict[str, Any]:
+    """The EPCIS 2.0 SimpleEventQuery: eventType, GE_/LT_eventTime, EQ_bizStep,
+    EQ_disposition, MATCH_epc / anyEPC / parentID / inputEPC / outputEPC, perPage,
+    nextPageToken. Returns an EPCISQueryDocument; the next page is in the Link header."""
+    page = query_events(service.dep.store, dict(request.query_params.multi_items()))
+    if page.next_page_token:
+        response.headers["Link"] = f'<?nextPageToken={page.next_page_token}>; rel="next"'
+    return page.document
+
+
+@router.get("/v1/epcis/events/{event_id:path}")
+def epcis_event(event_id: str, caller: Reader, service: ServiceDep) -> dict[str, Any]:
+    """One event by its CBV 2.0 hash ID, with where it is in the log."""
+    event, ref = get_event(service.dep.store, event_id)
+    return {"event": event, "record": ref.to_json()}
+
+
+@router.get("/v1/genealogy")
+def genealogy(
+    caller: Reader,
+    service: ServiceDep,
+    id: Annotated[str, Query(description="EPC, lot (EPC class) or container ID")],
+    direction: Literal["upstream", "downstream", "both"] = "both",
+    max_depth: Annotated[int | None, Query(ge=1, le=1000)] = None,
+) -> dict[str, Any]:
+    """Upstream (what went into it) and downstream (where it went), every event with its
+    place in the log; fetch each receipt from /v1/records/{index}/receipt."""
+    return trace(service.dep.store, id, direction=direction, max_depth=max_depth).to_json()
+
+
+@router.get("/v1/recall")
+def recall(
+    caller: Reader,
+    service: ServiceDep,
+    supplier_lot: Annotated[
+        str | None, Query(description="finished lots containing this lot")
+    ] = None,
+    model: Annotated[
+        str | None, Query(description="... judged by this model manifest digest")
+    ] = None,
+    nonconformant: Annotated[
+        bool, Query(description="... with a non-conformant inspection upstream")
+    ] = False,
+) -> dict[str, Any]:
+    """Finished lots to recall, for exactly one of the three criteria."""
+    chosen = [x for x in (supplier_lot, model, nonconformant or None) if x]
+    if len(chosen) != 1:
+        raise ApiError(
+            422, "invalid_request", "give exactly one of supplier_lot, model, nonconformant"
+        )
+    store = service.dep.store
+    if supplier_lot:
+        return recall_from_lot(store, supplier_lot).to_json()
+    if model:
+        return recall_by_model(store, model).to_json()
+    return recall_nonconformant(store).to_json()
+
+
+@router.get("/v1/genealogy/audit")
+def audit_export(
+    caller: Reader,
+    service: ServiceDep,
+    id: str,
+    format: Literal["json", "html"] = "json",
+) -> Any:
+    """The auditor's export: events of the genealogy with receipts and checkpoints, verifiable
+    offline (`json`), or the same as a page with the genealogy drawn as a graph (`html`)."""
+    g = trace(service.dep.store, id)
+    bundle = audit.audit_bundle(service.dep.log, g, service.dep.domain)
+    if format == "html":
+        return HTMLResponse(audit.audit_html(bundle))
+    return bundle
