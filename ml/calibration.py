@@ -51,7 +51,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *, max_iter: int
         return loss
 
     opt.step(closure)
-    return float(log_t.exp().clamp(0.05, 20.0))
+    return float(log_t.detach().exp().clamp(0.05, 20.0))
 
 
 @dataclass(frozen=True)

@@ -270,17 +270,20 @@ def standardise(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True, kw_only=True)
 class AugmentConfig:
-    """Augmentation suited to grey steel texture: no colour, any orientation, mild optics."""
+    """Augmentation suited to grey steel texture: no colour, any orientation, mild optics.
 
-    min_scale: float = 0.8  # random crop side, as a fraction of the image side
+    There is no brightness or linear contrast jitter: per-image standardisation cancels both
+    exactly. Gamma changes the tone curve, which standardisation does not undo.
+    """
+
+    min_scale: float = 0.85  # random crop side, as a fraction of the image side
     max_shift: float = 0.1  # crop centre shift, fraction of the side
-    brightness: float = 0.25  # multiplicative gain in [1 - b, 1 + b]
-    contrast: float = 0.3
-    gradient: float = 0.35  # uneven lighting: a linear ramp of gain, peak-to-peak
-    p_blur: float = 0.3
-    max_blur_sigma: float = 1.2  # in output pixels
-    p_noise: float = 0.3
-    max_noise: float = 0.06  # Gaussian noise std in [0, 1] grey units
+    gamma: float = 0.25  # tone curve x ** g with log g uniform in +/- log(1 + gamma)
+    gradient: float = 0.5  # uneven lighting: a linear ramp of gain, peak-to-peak
+    p_blur: float = 0.25
+    max_blur_sigma: float = 1.0  # in output pixels
+    p_noise: float = 0.25
+    max_noise: float = 0.04  # Gaussian noise std in [0, 1] grey units
 
 
 def augment(
@@ -317,10 +320,9 @@ def augment(
     pre = F.interpolate(x, size=(round(size * 1.25), round(size * 1.25)), mode="area")
     x = F.grid_sample(pre, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
-    # Photometric: gain, contrast about the mean, and a linear lighting ramp.
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * u(1 - cfg.contrast, 1 + cfg.contrast).view(n, 1, 1, 1) + mean
-    x = x * u(1 - cfg.brightness, 1 + cfg.brightness).view(n, 1, 1, 1)
+    # Photometric: tone curve and a linear lighting ramp.
+    log_g = math.log(1 + cfg.gamma)
+    x = x.clamp_min(1e-4) ** u(-log_g, log_g).exp().view(n, 1, 1, 1)
     x = x * lighting_ramp(n, size, u(0, cfg.gradient), u(0, 2 * math.pi))
 
     blur = torch.rand(n, generator=g) < cfg.p_blur
