@@ -71,9 +71,11 @@ def evaluate(
         plots=plots,
         progress=not as_json,
     )
+    from ml.manifest import ManifestError
+
     try:
         metrics = task_module(task).evaluate(args)
-    except (MLInputError, FileNotFoundError) as exc:
+    except (MLInputError, ManifestError, FileNotFoundError) as exc:
         _fail(exc)
     if as_json:
         typer.echo(json.dumps(metrics, sort_keys=True))
@@ -87,19 +89,33 @@ def predict(
     model: Annotated[Path, typer.Option(help="model directory")],
     input: Annotated[Path, typer.Option(help="input file (or folder of images)")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="JSON lines")] = None,
+    explain_dir: Annotated[
+        Path | None, typer.Option(help="defect: folder for Grad-CAM PNGs (default ./gradcam)")
+    ] = None,
 ) -> None:
-    """Write prediction payloads as JSON lines, ready for the ledger."""
+    """Write prediction payloads as JSON lines, ready for the ledger.
+
+    An input that cannot be used gets an error record (with an "error" key) in its place, also
+    reported on stderr; the others go on, and the exit code is 1 if there was any such record.
+    """
     from ml.manifest import ManifestError, load_manifest
 
+    failed = 0
     try:
         manifest = load_manifest(model)
-        rows = task_module(manifest.task).predict(PredictArgs(model=model, input=input))
+        args = PredictArgs(model=model, input=input, explain_dir=explain_dir)
+        rows = task_module(manifest.task).predict(args)
         sink = output.open("w") if output else sys.stdout
         try:
             for row in rows:
                 sink.write(json.dumps(row, sort_keys=True) + "\n")
+                if "error" in row:
+                    failed += 1
+                    typer.secho(f"error: {row['error']}", fg=typer.colors.RED, err=True)
         finally:
             if output:
                 sink.close()
     except (MLInputError, ManifestError, FileNotFoundError) as exc:
         _fail(exc)
+    if failed:
+        raise typer.Exit(1)

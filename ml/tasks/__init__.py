@@ -50,6 +50,7 @@ class EvalArgs:
 class PredictArgs:
     model: Path
     input: Path
+    explain_dir: Path | None = None  # defect: folder for Grad-CAM PNGs; None: ./gradcam
     progress: bool = True
 
 

@@ -1,0 +1,108 @@
+"""DefectNet: a compact residual CNN for grey steel-surface texture, trained from scratch.
+
+A small ResNet (He et al. 2016) for single-channel input: a strided stem, four stages of basic
+residual blocks that halve the resolution and double the width, global average pooling and a
+linear head. Batch norm everywhere, so it trains fast from scratch on ~1,000 images; no
+pretrained weights exist for it (none can be downloaded here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True, kw_only=True)
+class DefectNetConfig:
+    input_size: int = 112  # model input side in pixels (NEU images are area-downscaled to it)
+    n_classes: int = 6
+    stem_width: int = 24
+    widths: tuple[int, ...] = (24, 48, 96, 192)  # channels per stage; each stage halves h, w
+    blocks: tuple[int, ...] = (1, 1, 1, 1)  # residual blocks per stage
+    dropout: float = 0.1
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        d["blocks"] = list(self.blocks)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DefectNetConfig:
+        d = dict(d)
+        d["widths"] = tuple(d["widths"])
+        d["blocks"] = tuple(d["blocks"])
+        return cls(**d)
+
+
+def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
+    return [
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+    ]
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with an identity (or 1x1 strided projection) shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            *_conv_bn(c_in, c_out, stride), nn.ReLU(inplace=True), *_conv_bn(c_out, c_out)
+        )
+        # Zero-init the last BN gain so each block starts as the identity: stabler from scratch.
+        last_bn = self.body[-1]
+        assert isinstance(last_bn, nn.BatchNorm2d)
+        nn.init.zeros_(last_bn.weight)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (b, c_in, h, w) -> (b, c_out, h / stride, w / stride)
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+class DefectNet(nn.Module):
+    def __init__(self, config: DefectNetConfig) -> None:
+        super().__init__()
+        if len(config.widths) != len(config.blocks):
+            raise ValueError(
+                f"widths has {len(config.widths)} stages, blocks has {len(config.blocks)}"
+            )
+        self.config = config
+        self.stem = nn.Sequential(*_conv_bn(1, config.stem_width, stride=2), nn.ReLU(inplace=True))
+        stages: list[nn.Module] = []
+        c = config.stem_width
+        for i, (width, n) in enumerate(zip(config.widths, config.blocks, strict=True)):
+            blocks = [BasicBlock(c, width, stride=1 if i == 0 else 2)]
+            blocks += [BasicBlock(width, width, stride=1) for _ in range(n - 1)]
+            stages.append(nn.Sequential(*blocks))
+            c = width
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(c, config.n_classes))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        # (b, 1, s, s) -> (b, widths[-1], s / 2**len(widths), same)
+        return self.stages(self.stem(x))
+
+    def classify(self, f: torch.Tensor) -> torch.Tensor:
+        # (b, c, h, w) last feature maps -> logits (b, n_classes); Grad-CAM differentiates this
+        return self.head(f.mean(dim=(2, 3)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (b, 1, s, s) standardised grey -> logits (b, n_classes)
+        return self.classify(self.features(x))
+
+
+def n_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

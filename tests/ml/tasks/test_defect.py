@@ -1,0 +1,164 @@
+"""ml/tasks/defect.py and the `forgeproof ml` commands for the defect task."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ml.cli import app
+from ml.data.neu import CLASSES, list_images
+from ml.inspect import DefectPredictor
+from ml.manifest import load_manifest
+from ml.models.defect import DefectNetConfig
+from ml.tasks import EvalArgs
+from ml.tasks.defect import TrainConfig, classification_metrics, evaluate, fit, recreate_split
+
+REPO = Path(__file__).resolve().parents[3]
+MODEL = REPO / "models" / "defect-neu"
+SAMPLE = REPO / "data" / "samples" / "neu"
+TINY = DefectNetConfig(input_size=48, stem_width=8, widths=(8, 16), blocks=(1, 1))
+
+
+@pytest.fixture(scope="module")
+def neu_images(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "neu-det" / "IMAGES"
+
+
+@pytest.mark.slow
+def test_tiny_training_run_writes_a_usable_model(neu_images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tiny"
+    metrics = fit(
+        neu_images,
+        out,
+        cfg=TrainConfig(epochs=2, batch_size=16),
+        model_cfg=TINY,
+        progress=False,
+        limit_per_class=10,
+    )
+    assert metrics["split"] == {**metrics["split"], "train": 36, "validation": 12, "test": 12}
+    assert len(metrics["history"]) == 2 and 1 <= metrics["best_epoch"] <= 2
+    for key in ("accuracy", "macro_f1", "ece", "review_rate"):
+        assert 0.0 <= metrics["test"][key] <= 1.0
+    assert set(metrics["test"]["robustness"]) == {"blur", "noise", "lighting"}
+    manifest = load_manifest(out)
+    assert manifest.task == "defect" and len(manifest.training_data) == 60
+    assert manifest.preprocessing["calibration"]["temperature"] > 0
+    json.dumps(manifest.model_dump(mode="json"), allow_nan=False)
+    # The saved directory loads and scores; evaluate reads it back.
+    pred = DefectPredictor.from_dir(out)
+    assert pred.model.config == TINY
+    res = evaluate(EvalArgs(model=out, images=SAMPLE, plots=tmp_path / "plots", progress=False))
+    assert res["n_images"] == len(list_images(SAMPLE))
+    assert (tmp_path / "plots" / "confusion.png").is_file()
+    assert (tmp_path / "plots" / "reliability.png").is_file()
+
+
+def test_classification_metrics_known_answer() -> None:
+    probs = torch.tensor([[0.9, 0.1, 0, 0, 0, 0], [0.2, 0.8, 0, 0, 0, 0], [0.6, 0.4, 0, 0, 0, 0]])
+    labels = torch.tensor([0, 1, 1])
+    m = classification_metrics(probs, labels)
+    assert m["accuracy"] == pytest.approx(2 / 3)
+    assert m["confusion"][1][:2] == [1, 1] and m["confusion"][0][:2] == [1, 0]
+    # F1 class 0: p=1/2, r=1 -> 2/3; class 1: p=1, r=1/2 -> 2/3; absent classes count as 0.
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / len(CLASSES))
+
+
+def test_cli_evaluate_json_on_the_shipped_sample(tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--task",
+            "defect",
+            "--model",
+            str(MODEL),
+            "--images",
+            str(SAMPLE),
+            "--plots",
+            str(tmp_path),
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.stdout.strip().splitlines()[-1])
+    for key in ("accuracy", "macro_f1", "ece", "n_images"):
+        assert key in m
+    assert m["n_images"] == len(list_images(SAMPLE))
+    assert m["accuracy"] >= 0.9
+
+
+def test_cli_predict_writes_records_and_reports_bad_files(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for p in list_images(SAMPLE)[:2]:
+        shutil.copy(p, folder / p.name)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
+    out = tmp_path / "preds.jsonl"
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            str(MODEL),
+            "--input",
+            str(folder),
+            "-o",
+            str(out),
+            "--explain-dir",
+            str(tmp_path / "cams"),
+        ],
+    )
+    assert res.exit_code == 1  # some input failed, the rest were written
+    assert "broken.jpg" in res.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 3
+    good = [r for r in rows if "error" not in r]
+    assert len(good) == 2
+    for r in good:
+        assert Path(r["explanation"]["gradcam_png"]).parent == tmp_path / "cams"
+        assert r["model_manifest_digest"] == load_manifest(MODEL).digest()
+    # A single file works the same way and exits 0.
+    one = runner.invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            str(MODEL),
+            "--input",
+            str(folder / good[0]["image"]),
+            "--explain-dir",
+            str(tmp_path / "cams"),
+        ],
+    )
+    assert one.exit_code == 0, one.output
+    assert json.loads(one.stdout)["image"] == good[0]["image"]
+
+
+def test_cli_evaluate_refuses_a_folder_without_model(tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        app, ["evaluate", "--task", "defect", "--model", str(tmp_path), "--images", str(SAMPLE)]
+    )
+    assert res.exit_code == 2
+    assert "manifest.json" in res.stderr
+
+
+@pytest.mark.slow
+def test_shipped_model_meets_its_goals_on_its_test_split(neu_images: Path) -> None:
+    """Real metrics: the shipped weights on the test split they never saw nor were tuned on."""
+    pred = DefectPredictor.from_dir(MODEL)
+    data, split = recreate_split(pred.manifest, neu_images)
+    te = torch.from_numpy(split.test)
+    probs = pred.probabilities(data.images[te])
+    m = classification_metrics(probs, data.labels[te])
+    assert m["n_images"] == 288
+    assert m["accuracy"] >= 0.99
+    assert m["macro_f1"] >= 0.99
+    assert m["ece"] <= 0.03
+    # The manifest reports what the weights do.
+    assert pred.manifest.metrics["test"]["accuracy"] == pytest.approx(m["accuracy"], abs=1e-6)
