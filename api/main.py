@@ -16,6 +16,7 @@ from api.routes import (
     health,
     models,
     participants,
+    predictions,
     records,
     subscriptions,
     verify,
@@ -34,7 +35,8 @@ def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="forgeproof", version="1", description=DESCRIPTION)
     app.state.service = service
     errors.install(app)
-    routes = (records, verify, checkpoints, models, participants, subscriptions, epcis, health)
+    routes = [records, verify, checkpoints, models, predictions, participants, subscriptions]
+    routes += [epcis, health]
     for module in routes:
         app.include_router(module.router)
     for extra in service.extras.get("routers", []):

@@ -11,6 +11,7 @@ from typing import Any
 from api.config import Settings
 from api.delivery import DeliveryWorker
 from api.main import create_app
+from api.runner import ModelRunner
 from api.service import Service
 from ledger.deployment import CONFIG, Deployment
 from ledger.receipts import chain_anchor_source
@@ -63,6 +64,9 @@ def build(settings: Settings) -> Running:
         )
     chain = dep.open_chain()
     service = Service(dep, settings)
+    runner = ModelRunner.shipped()
+    service.extras["runner"] = runner
+    register_shipped(service, runner)
     service.extras["anchor_source"] = chain_anchor_source(chain)
     worker = DeliveryWorker(service)
     service.extras["wake_delivery"] = worker.wake
@@ -88,3 +92,17 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool = False) -> No
         uvicorn.run(running.app, host=host, port=port, log_level="warning")
     finally:
         running.close()
+
+
+def register_shipped(service: Service, runner: ModelRunner) -> None:
+    """Register the manifests of the models this server runs (idempotent), operator-signed."""
+    from api.routes.models import register
+    from ledger.records import Record
+
+    dep = service.dep
+    operator = dep.config["operator"]
+    signer = dep.signer(operator)
+    for manifest in runner.manifests.values():
+        payload = manifest.model_dump(mode="json")
+        record = Record.new("model_manifest", payload, participant=operator, address=signer.address)
+        register(service, record, signer.sign(dep.domain, record))

@@ -233,6 +233,24 @@ MATRIX |= {
         ),
     ),
 }
+MATRIX |= {
+    ("POST", "/v1/predictions/rul"): (
+        {"line-3", "operator"},
+        lambda p, who, c: p.client.post(
+            "/v1/predictions/rul",
+            json={"asset": "engine-7", "cycles": [[0.0] * 24]},
+            headers=p.as_(who),
+        ),
+    ),
+    ("POST", "/v1/predictions/inspection"): (
+        {"line-3", "operator"},
+        lambda p, who, c: p.client.post(
+            "/v1/predictions/inspection",
+            files={"image": ("x.jpg", b"not an image")},
+            headers=p.as_(who),
+        ),
+    ),
+}
 PUBLIC = {("GET", "/healthz"), ("GET", "/metrics")}
 
 

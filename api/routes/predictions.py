@@ -1,0 +1,97 @@
+"""Predictions: the service runs a registered model and signs what it says."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, UploadFile
+from pydantic import BaseModel, Field
+
+from api.deps import Predictor, ServiceDep
+from api.errors import ApiError
+from ledger.errors import NotFound
+from ledger.records import Record, hex0x
+
+router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
+
+
+class RULRequest(BaseModel):
+    asset: str = Field(min_length=1, max_length=128, description="engine / machine id")
+    cycles: list[list[float]] = Field(
+        min_length=1,
+        description="the asset's latest cycles, oldest first: 3 settings and 21 sensors each",
+    )
+    model: str | None = Field(None, description="manifest digest; default: this server's RUL model")
+
+
+class PredictionPublic(BaseModel):
+    id: str
+    index: int
+    record: dict[str, Any]
+    signature: str
+
+
+def sign_prediction(
+    service: Any, kind: str, payload: dict[str, Any], requested_by: str
+) -> dict[str, Any]:
+    """Wrap a model's output into a record signed by the operator and append it."""
+    dep = service.dep
+    operator = dep.config["operator"]
+    signer = dep.signer(operator)
+    record = Record.new(
+        kind,
+        {**payload, "requested_by": requested_by},
+        participant=operator,
+        address=signer.address,
+    )
+    signature = signer.sign(dep.domain, record)
+    appended = service.submit(record, signature)
+    return {
+        "id": hex0x(appended.leaf_hash),
+        "index": appended.index,
+        "record": record.to_json(),
+        "signature": hex0x(signature),
+    }
+
+
+def _runner(service: Any) -> Any:
+    runner = service.extras.get("runner")
+    if runner is None:
+        raise NotFound("this server runs no models")
+    return runner
+
+
+@router.post("/rul", status_code=201, response_model=PredictionPublic)
+def predict_rul(body: RULRequest, caller: Predictor, service: ServiceDep) -> dict[str, Any]:
+    """Remaining useful life for an asset from its recent cycles, with 80% and 90% intervals."""
+    import numpy as np
+
+    runner = _runner(service)
+    digest = runner.digest_for("rul", body.model)
+    window = np.asarray(body.cycles, dtype=np.float32)
+    try:
+        payload = runner.predictor(digest).predict_window(window, asset=body.asset)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_input", str(exc)) from None
+    return sign_prediction(service, "prediction", payload, caller.participant)
+
+
+@router.post("/inspection", status_code=201, response_model=PredictionPublic)
+def predict_inspection(
+    caller: Predictor,
+    service: ServiceDep,
+    image: Annotated[UploadFile, File(description="200x200 grey steel surface image")],
+    item: Annotated[str | None, Form(description="EPC of the inspected item or lot")] = None,
+    model: Annotated[str | None, Form(description="manifest digest")] = None,
+) -> dict[str, Any]:
+    """A quality verdict on an inspection image: class, calibrated confidence, needs_review."""
+    runner = _runner(service)
+    digest = runner.digest_for("defect", model)
+    data = image.file.read()
+    try:
+        payload = runner.predictor(digest).predict_image(data, name=image.filename or "upload")
+    except ValueError as exc:
+        raise ApiError(422, "invalid_image", str(exc)) from None
+    if item:
+        payload["item"] = item
+    return sign_prediction(service, "inspection", payload, caller.participant)
