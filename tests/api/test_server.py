@@ -50,3 +50,39 @@ def test_up_anchors_what_it_accepts(tmp_path: Path) -> None:
         assert client.get("/healthz").json()["anchored"] is True
     finally:
         running.close()
+
+
+def test_demo_seed_prints_working_keys(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from api.demo import seed
+
+    running = build(Settings(home=tmp_path / "demo", checkpoint_every=10_000))
+    try:
+        out = io.StringIO()
+        keys = seed(running, base_url="http://127.0.0.1:8000", console=Console(file=out, width=200))
+        text = out.getvalue()
+        assert "anchored checkpoint size" in text and keys["tuv-audit"] in text
+        client = TestClient(running.app)
+        auditor = {"Authorization": f"Bearer {keys['tuv-audit']}"}
+        records = client.get("/v1/records", params={"limit": 500}, headers=auditor).json()["data"]
+        kinds = {r["kind"] for r in records}
+        assert {"supplier_record", "epcis_event"} <= kinds
+        shipped = running.service.extras["runner"].manifests
+        assert ("model_manifest" in kinds) == bool(shipped)
+        if any(m.task == "defect" for m in shipped.values()):
+            assert "inspection" in kinds
+        if any(m.task == "rul" for m in shipped.values()):
+            feed = client.get(
+                "/v1/feed", headers={"Authorization": f"Bearer {keys['fixit-services']}"}
+            )
+            assert feed.json()["data"], "the maintenance partner sees its engines' predictions"
+        first = records[0]["id"]
+        receipt = client.get(f"/v1/records/{first}/receipt", headers=auditor).json()
+        assert receipt["status"] == "anchored"
+        verdict = client.post("/v1/verify", json=receipt, headers=auditor).json()
+        assert verdict["ok"], verdict
+    finally:
+        running.close()

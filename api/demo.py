@@ -1,0 +1,156 @@
+"""`forgeproof up --demo`: a realistic plant, seeded through the same code paths as real use."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from sqlalchemy import insert, select
+
+from api.auth import create_api_key
+from api.routes.predictions import sign_prediction
+from api.server import Running
+from ledger.deployment import save_key
+from ledger.epcis.capture import capture
+from ledger.epcis.synthetic import PlantConfig, plant_document, plant_events
+from ledger.errors import Conflict, NotFound
+from ledger.records import Record
+from ledger.signing import Signer
+from ledger.store.models import AssetAssignment
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "data" / "samples"
+
+PARTICIPANTS = [
+    ("acme-steel", "ACME Steel Coils", "supplier"),
+    ("nordic-bearings", "Nordic Bearings AB", "supplier"),
+    ("tuv-audit", "Independent auditor", "auditor"),
+    ("fixit-services", "FixIt turbine services", "maintainer"),
+]
+
+
+def seed(running: Running, *, base_url: str, console: Console | None = None) -> dict[str, str]:
+    """Seed the plant and print every participant's API key and a few curl lines to try."""
+    console = console or Console()
+    service = running.service
+    dep = service.dep
+    keys: dict[str, str] = {"operator": create_api_key(dep.store, "operator", "operator", "demo")}
+    for pid, name, role in PARTICIPANTS:
+        try:
+            dep.registry.add_participant(pid, name, [role])
+            signer = Signer.generate()
+            save_key(dep.home, pid, signer)
+            dep.registry.add_key(pid, signer.address)
+        except Conflict:
+            pass  # seeded before: keep its keys
+        keys[pid] = create_api_key(dep.store, pid, role, "demo")
+    service.registry_changed()
+
+    rng = random.Random(11)
+    for supplier in ("acme-steel", "nordic-bearings"):
+        signer = dep.signer(supplier)
+        for i in range(20):
+            payload = {
+                "lot": f"{supplier.upper()[:4]}-LOT-{i:04d}",
+                "material": "hot-rolled coil" if "steel" in supplier else "bearing 6204-2RS",
+                "quantity": rng.randint(20, 400),
+                "certificate": {
+                    "standard": "EN 10204 3.1",
+                    "heat": f"H{rng.randint(10000, 99999)}",
+                },
+            }
+            record = Record.new(
+                "supplier_record", payload, participant=supplier, address=signer.address
+            )
+            service.submit(record, signer.sign(dep.domain, record))
+
+    events = list(plant_events(PlantConfig(runs=8, stages=4, raw_lot_uses=3, seed=5)))
+    with service.append_lock:
+        captured = capture(
+            dep.log,
+            plant_document(events),
+            signer=dep.signer("operator"),
+            participant="operator",
+            domain=dep.domain,
+            keys=service.key_snapshot(),
+        )
+    console.print(f"captured {captured.new} EPCIS events (a small plant history)")
+
+    runner = service.extras["runner"]
+    scored = _score_engines(service, runner) + _score_images(service, runner)
+    cp = running.sequencer.step(force=True)
+    if cp is not None:
+        cp = dep.log.checkpoint_at(cp.size)
+        console.print(
+            f"anchored checkpoint size {cp.size} in block {cp.block_number} on chain {cp.chain_id}"
+        )
+    _print_guide(console, keys, base_url, scored)
+    return keys
+
+
+def _score_engines(service: Any, runner: Any) -> list[dict[str, Any]]:
+    try:
+        digest = runner.digest_for("rul")
+    except NotFound:
+        return []
+    from ml.data.cmapss import read_engines
+
+    predictor = runner.predictor(digest)
+    out: list[dict[str, Any]] = []
+    sample = next((SAMPLES / "cmapss").glob("test_FD001*.txt"))
+    for engine_id, cycles in read_engines(sample).items():
+        asset = f"engine-{engine_id}"
+        try:
+            payload = predictor.predict_window(cycles, asset=asset)
+        except ValueError:
+            continue  # too few cycles for a window: nothing to predict yet
+        out.append(sign_prediction(service, "prediction", payload, "operator"))
+        with service.dep.store.transaction() as conn:
+            exists = conn.execute(
+                select(AssetAssignment).where(AssetAssignment.asset == asset)
+            ).first()
+            if exists is None:
+                row = {"asset": asset, "maintainer": "fixit-services"}
+                conn.execute(insert(AssetAssignment).values(**row))
+    return out
+
+
+def _score_images(service: Any, runner: Any) -> list[dict[str, Any]]:
+    try:
+        digest = runner.digest_for("defect")
+    except NotFound:
+        return []
+    predictor = runner.predictor(digest)
+    out: list[dict[str, Any]] = []
+    for path in sorted((SAMPLES / "neu").glob("*.jpg")):
+        payload = predictor.predict_image(path)
+        payload["item"] = f"urn:epc:id:sgtin:4012345.077889.{len(out) + 1}"
+        out.append(sign_prediction(service, "inspection", payload, "operator"))
+    return out
+
+
+def _print_guide(
+    console: Console, keys: dict[str, str], base: str, scored: list[dict[str, Any]]
+) -> None:
+    console.rule("[bold]forgeproof demo plant")
+    for who, key in keys.items():
+        console.print(f"  {who:<18} {key}")
+    some = scored[0]["id"] if scored else "0"
+    a = '-H "Authorization: Bearer $AUDITOR"'
+    console.print(
+        f"""
+[bold]Try it[/] (the server is starting on {base}; API docs at {base}/docs):
+
+  export AUDITOR={keys["tuv-audit"]}
+  export MAINT={keys["fixit-services"]}
+  curl -s {a} '{base}/v1/records?kind=prediction&limit=3'
+  curl -s {a} {base}/v1/records/{some}/receipt > r.json
+  curl -s {a} -H 'content-type: application/json' -d @r.json {base}/v1/verify
+  curl -s -H "Authorization: Bearer $MAINT" '{base}/v1/feed?limit=5'
+  curl -s {a} '{base}/v1/epcis/events?eventType=TransformationEvent&perPage=2'
+  python3 -c 'import json,sys; json.dump(json.load(sys.stdin)["receipt"], sys.stdout)' \\
+      < r.json > receipt.json && forgeproof verify receipt.json --offline
+"""
+    )
