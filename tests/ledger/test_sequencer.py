@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -146,17 +147,19 @@ def test_chain_outage_queues_then_publishes(tmp_path: Path) -> None:
         node.stop()
 
 
-def _wait_until_running(proc: subprocess.Popen[str], timeout: float = 120.0) -> None:
-    """Read the sequencer's log until its loop runs (startup imports are not what we test)."""
-    assert proc.stderr is not None
-    deadline = time.monotonic() + timeout
-    for line in proc.stderr:
-        if "sequencer running" in line:
-            # Keep draining in the background so the child never blocks on a full pipe.
-            import threading
+def _wait_until_running(proc: subprocess.Popen[str], timeout: float = 120.0) -> threading.Thread:
+    """Read the sequencer's log until its loop runs (startup imports are not what we test).
 
-            threading.Thread(target=lambda: [None for _ in proc.stderr or ()], daemon=True).start()
-            return
+    Returns the thread that keeps draining the pipe, so the child never blocks on it.
+    """
+    assert proc.stderr is not None
+    stderr = proc.stderr
+    deadline = time.monotonic() + timeout
+    for line in stderr:
+        if "sequencer running" in line:
+            drain = threading.Thread(target=lambda: [None for _ in stderr], daemon=True)
+            drain.start()
+            return drain
         assert time.monotonic() < deadline, "the sequencer did not start"
     raise AssertionError(f"the sequencer exited before running (code {proc.wait()})")
 
@@ -187,13 +190,16 @@ def test_kill_the_sequencer_fifty_times(tmp_path: Path) -> None:
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            _wait_until_running(proc)
+            drain = _wait_until_running(proc)
             try:
                 # At a crash point it ends itself; otherwise kill anywhere in the next rounds.
                 proc.wait(timeout=60 if point else rng.uniform(0.0, 4.0))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            drain.join(timeout=10)
+            assert proc.stderr is not None
+            proc.stderr.close()
             kills += 1
             assert writer.poll() is None, "the writer died"
     finally:
