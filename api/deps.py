@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,10 +12,12 @@ from api.auth import Caller
 from api.errors import forbidden, unauthorized
 from api.service import Service
 
+# Dependencies are async: they do not block (a key lookup hits the database only on a cache
+# miss), and each sync dependency would cost a hop through the thread pool per request.
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer fp_...`")
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
 
@@ -23,7 +25,7 @@ def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-def authenticate(
+async def authenticate(
     service: ServiceDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
@@ -38,10 +40,10 @@ def authenticate(
 CallerDep = Annotated[Caller, Depends(authenticate)]
 
 
-def require(*roles: str) -> Callable[[Caller], Caller]:
+def require(*roles: str) -> Callable[[Caller], Awaitable[Caller]]:
     """A dependency that lets only callers acting in one of `roles` through."""
 
-    def check(caller: CallerDep) -> Caller:
+    async def check(caller: CallerDep) -> Caller:
         if caller.role not in roles:
             raise forbidden(f"role {caller.role} may not do this (needs {' or '.join(roles)})")
         return caller
