@@ -24,7 +24,7 @@ services:
 	bash scripts/services.sh
 
 demo: install
-	$(VENV)/bin/forgeproof demo
+	$(VENV)/bin/forgeproof up --demo
 
 lint: install
 	$(VENV)/bin/ruff format --check ledger ml api tests bench

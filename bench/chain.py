@@ -320,6 +320,64 @@ def show(results: dict[str, Any], console: Console) -> None:
             f"{t['records_per_s_at_4096'] / t['baseline_tx_per_s']:,.0f}×",
         )
     console.print(rate)
+    n = results["end_to_end_records"]
+    e2e = Table(title=f"End to end: {n:,} signed records checked, appended and anchored")
+    for col in ("chain", "records/s", "baseline records/s (one tx each)", "speed-up"):
+        e2e.add_column(col, justify="right")
+    for name, rps in results["end_to_end"].items():
+        base = (
+            results["throughput"][name]["baseline_tx_per_s"]
+            if name in results["throughput"]
+            else float("nan")
+        )
+        e2e.add_row(name, f"{rps:,.0f}", f"{base:.1f}", f"{rps / base:,.0f}×")
+    console.print(e2e)
+
+
+def end_to_end(url: str | None, n: int) -> float:
+    """Records/s from signed JSON lines to anchored checkpoints: check, append, publish.
+
+    What `forgeproof append` plus the sequencer do, every 4096 records, on a fresh deployment
+    (embedded chain when `url` is None). Producers' signing is not timed: it happens at them.
+    """
+    from ledger.deployment import Deployment, save_key
+    from ledger.ingest import Accepted, check_lines, submission_json
+    from ledger.records import Record
+    from ledger.sequencer import Policy, Sequencer
+    from ledger.signing import Signer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        dep = Deployment.init(home, chain_url=url)
+        dep.registry.add_participant("acme", "ACME", ["supplier"])
+        signer = Signer.generate()
+        save_key(home, "acme", signer)
+        dep.registry.add_key("acme", signer.address, valid_from_us=1)
+        lines = []
+        for i in range(n):
+            rec = Record.new(
+                "supplier_record", {"lot": f"L{i}"}, participant="acme", address=signer.address
+            )
+            lines.append(json.dumps(submission_json(rec, signer.sign(dep.domain, rec))).encode())
+        chain = dep.open_chain()
+        seq = Sequencer(dep.log, chain, Policy(every=4096, interval_s=3600))
+        keys = dep.registry.snapshot()
+        start = time.perf_counter()
+        batch: list[Accepted] = []
+        for item in check_lines(lines, dep.domain, keys, workers=2):
+            assert isinstance(item, Accepted), item
+            batch.append(item)
+            if len(batch) == 2048:
+                dep.log.append(batch)
+                batch = []
+                seq.step()
+        dep.log.append(batch)
+        seq.step(force=True)
+        elapsed = time.perf_counter() - start
+        assert chain.latest_checkpoint().size == n
+        chain.close()
+        dep.close()
+    return n / elapsed
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -402,6 +460,15 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=args.json, width=120)
     started = time.perf_counter()
     results = run(args, console)
+    n = 8192 if args.quick else 40_960
+    results["end_to_end"] = {"embedded": end_to_end(None, n)}
+    if not args.no_anvil:
+        from ledger.chain.devnode import AnvilNode, find_anvil
+
+        if find_anvil():
+            with AnvilNode.start() as node:
+                results["end_to_end"]["anvil"] = end_to_end(node.url, n)
+    results["end_to_end_records"] = n
     results["seconds"] = time.perf_counter() - started
     results["machine"] = (
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
