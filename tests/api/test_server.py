@@ -3,20 +3,36 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from api.auth import create_api_key
 from api.config import Settings
 from api.server import build
+from ledger.chain.devnode import AnvilNode, find_anvil
 from ledger.deployment import save_key
 from ledger.records import Record
 from ledger.signing import Signer
 
 
-def test_up_anchors_what_it_accepts(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path / "home", checkpoint_every=5, checkpoint_interval_s=0.3)
+@pytest.fixture(params=["embedded", pytest.param("anvil", marks=pytest.mark.node)])
+def chain_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    if request.param == "embedded":
+        yield None
+        return
+    if find_anvil() is None:
+        pytest.skip("anvil is not installed (npm install)")
+    with AnvilNode.start() as node:
+        yield node.url
+
+
+def test_up_anchors_what_it_accepts(tmp_path: Path, chain_url: str | None) -> None:
+    settings = Settings(
+        home=tmp_path / "home", chain_url=chain_url, checkpoint_every=5, checkpoint_interval_s=0.3
+    )
     running = build(settings)
     try:
         dep = running.service.dep
