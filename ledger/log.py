@@ -49,6 +49,17 @@ class Checkpoint:
     def anchored(self) -> bool:
         return self.tx_hash is not None
 
+    def anchor_json(self) -> dict[str, object] | None:
+        """Where it is on chain, as receipts carry it; None until anchored."""
+        if not self.anchored:
+            return None
+        return {
+            "chain_id": self.chain_id,
+            "contract": self.contract,
+            "tx_hash": self.tx_hash,
+            "block_number": self.block_number,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class InclusionProof:

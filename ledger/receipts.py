@@ -40,14 +40,7 @@ def build_receipt(
     record = stored.record()
     cp = checkpoint or log.covering_checkpoint(index)
     proof = log.inclusion_proof(index, cp.size)
-    anchor = None
-    if cp.anchored:
-        anchor = {
-            "chain_id": cp.chain_id,
-            "contract": cp.contract,
-            "tx_hash": cp.tx_hash,
-            "block_number": cp.block_number,
-        }
+    anchor = cp.anchor_json()
     return {
         "format": FORMAT,
         "record": record.to_json(),

@@ -87,14 +87,7 @@ def audit_bundle(
         if ref.error_declared_by is not None and ref.error_declared_by != leaf:
             entry["error_declaration"] = build_receipt(log, ref.error_declared_by, domain, cp)
         events.append(entry)
-    anchor = None
-    if cp.anchored:
-        anchor = {
-            "chain_id": cp.chain_id,
-            "contract": cp.contract,
-            "tx_hash": cp.tx_hash,
-            "block_number": cp.block_number,
-        }
+    anchor = cp.anchor_json()
     g = genealogy.to_json()
     return {
         "format": FORMAT,
