@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ledger.epcis.errors import QueryParameterError, SchemaViolation, UnsupportedEpcis
 from ledger.errors import (
     ChainError,
     Conflict,
@@ -29,6 +30,9 @@ PROBLEM = "application/problem+json"
 
 # (exception type, HTTP status, code): first match wins, so subclasses come first.
 _MAPPING: list[tuple[type[LedgerError], int, str]] = [
+    (SchemaViolation, 400, "epcis_schema_violation"),
+    (UnsupportedEpcis, 400, "epcis_unsupported"),
+    (QueryParameterError, 400, "epcis_query_parameter"),
     (SignatureError, 422, "bad_signature"),
     (KeyNotAuthorized, 422, "key_not_authorized"),
     (ProofError, 422, "bad_proof"),

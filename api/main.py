@@ -81,6 +81,7 @@ class Guard:
 
 
 _ERRORS = {
+    "400": "not valid EPCIS 2.0, or an unknown EPCIS query parameter",
     "401": "missing or invalid API key",
     "403": "not allowed for this participant (or no such resource visible to it)",
     "404": "no such resource",
