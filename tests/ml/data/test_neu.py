@@ -155,9 +155,7 @@ def test_augment_with_no_jitter_is_an_orientation_of_the_image() -> None:
     # A top-left bright quadrant must end up in some corner, whatever flip or turn is drawn.
     img = np.zeros((200, 200), np.uint8)
     img[:100, :100] = 255
-    still = AugmentConfig(
-        min_scale=1.0, max_shift=0.0, gamma=0, gradient=0, p_blur=0, p_noise=0
-    )
+    still = AugmentConfig(min_scale=1.0, max_shift=0.0, gamma=0, gradient=0, p_blur=0, p_noise=0)
     out = augment(torch.from_numpy(img)[None].repeat(8, 1, 1), 100, still, torch.Generator())
     for x in out[:, 0]:
         corners = [x[:50, :50], x[:50, 50:], x[50:, :50], x[50:, 50:]]
