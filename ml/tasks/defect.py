@@ -284,7 +284,8 @@ def finalize(
     va, te = torch.from_numpy(split.validation), torch.from_numpy(split.test)
     size = model.config.input_size
 
-    # Test-time views: best validation accuracy, then lowest validation NLL, then fewest views.
+    # Test-time views: each costs a forward pass, so more views only if they raise validation
+    # accuracy (NLL differences are left to the temperature).
     x_val = preprocess(images[va], size)
     candidates = []
     for views in TTA_VIEWS:
@@ -292,7 +293,7 @@ def finalize(
         acc = float((logits.argmax(1) == labels[va]).float().mean())
         nll = float(F.cross_entropy(logits, labels[va]))
         candidates.append((-acc, nll, views, logits))
-    _, _, views, val_logits = min(candidates, key=lambda c: (c[0], c[1], c[2]))
+    _, _, views, val_logits = min(candidates, key=lambda c: (c[0], c[2]))
     view_choice = {str(c[2]): {"accuracy": -c[0], "nll": c[1]} for c in candidates}
 
     # Calibration and threshold: validation only.
