@@ -93,5 +93,5 @@ def overlay_png(image: np.ndarray, cam: np.ndarray) -> bytes:
     rgb = (1 - OVERLAY_ALPHA) * grey + OVERLAY_ALPHA * _jet(q)
     out = Image.fromarray(np.round(rgb * 255).astype(np.uint8))  # (h, w, 3) -> RGB
     buf = io.BytesIO()
-    out.save(buf, format="PNG", optimize=True)
+    out.save(buf, format="PNG")  # optimize=True halves throughput for ~20% fewer bytes
     return buf.getvalue()

@@ -10,7 +10,7 @@ review and explains the verdict with a Grad-CAM overlay whose SHA-256 goes into 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,36 @@ from ml.manifest import ManifestError, ModelManifest, load_manifest, load_tensor
 from ml.models.defect import DefectNet, DefectNetConfig
 
 TASK = "defect"
+# Test-time views: the first k of the eight symmetries of the square. Defects have no
+# preferred orientation, so a verdict may average the logits of turned and flipped copies.
+TTA_VIEWS = (1, 2, 4, 8)
+_SYMMETRIES: tuple[Callable[[torch.Tensor], torch.Tensor], ...] = (
+    lambda x: x,
+    lambda x: x.flip(-1),
+    lambda x: x.flip(-2),
+    lambda x: x.flip(-1, -2),
+    lambda x: x.rot90(1, (-2, -1)),
+    lambda x: x.rot90(-1, (-2, -1)),
+    lambda x: x.transpose(-2, -1),
+    lambda x: x.flip(-1, -2).transpose(-2, -1),
+)
+
+
+def view_logits(
+    model: DefectNet, x: torch.Tensor, views: int, *, batch_size: int = 256
+) -> torch.Tensor:
+    """(n, 1, s, s) preprocessed inputs -> (n, classes) logits averaged over `views` views."""
+    if views not in TTA_VIEWS:
+        raise ValueError(f"views is {views}, expected one of {TTA_VIEWS}")
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb = x[i : i + batch_size]
+            out.append(torch.stack([model(t(xb)) for t in _SYMMETRIES[:views]]).mean(dim=0))
+    return torch.cat(out)
+
+
 PROB_DIGITS = 6  # probabilities in records: enough to rank, stable across batch sizes
 
 
@@ -47,6 +77,7 @@ class DefectPredictor:
         temperature: float,
         review_threshold: float,
         classes: Sequence[str],
+        views: int = 1,
     ) -> None:
         self.model = model.eval()
         self.manifest = manifest
@@ -55,6 +86,7 @@ class DefectPredictor:
         self.review_threshold = review_threshold
         self.classes = tuple(classes)
         self.input_size = model.config.input_size
+        self.views = views
 
     @classmethod
     def from_dir(cls, model_dir: Path) -> DefectPredictor:
@@ -72,6 +104,7 @@ class DefectPredictor:
             classes = manifest.preprocessing["classes"]
             temperature = float(calib["temperature"])
             threshold = float(calib["review_threshold"])
+            views = int(manifest.preprocessing.get("test_time_views", 1))
         except (KeyError, TypeError, ValueError) as exc:
             raise ManifestError(f"{model_dir}: manifest lacks defect-model fields: {exc}") from exc
         if tuple(classes) != CLASSES:
@@ -87,6 +120,7 @@ class DefectPredictor:
             temperature=temperature,
             review_threshold=threshold,
             classes=classes,
+            views=views,
         )
 
     # -- batched scoring -------------------------------------------------------------------
@@ -98,6 +132,10 @@ class DefectPredictor:
         with torch.no_grad():
             feats = self.model.features(x)  # (n, c, h, w)
             logits = self.model.classify(feats)
+            # Other views, if any: the identity's logits are already there.
+            others = [self.model(t(x)) for t in _SYMMETRIES[1 : self.views]]
+            if others:
+                logits = torch.stack([logits, *others]).mean(dim=0)
         cams = None
         if explain:
             verdicts = logits.argmax(dim=1)

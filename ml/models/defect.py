@@ -17,7 +17,7 @@ from torch import nn
 
 @dataclass(frozen=True, kw_only=True)
 class DefectNetConfig:
-    input_size: int = 112  # model input side in pixels (NEU images are area-downscaled to it)
+    input_size: int = 128  # model input side in pixels (NEU images are area-downscaled to it)
     n_classes: int = 6
     stem_width: int = 24
     widths: tuple[int, ...] = (24, 48, 96, 192)  # channels per stage; each stage halves h, w

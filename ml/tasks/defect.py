@@ -41,7 +41,7 @@ from ml.data.neu import (
     preprocess,
     stratified_split,
 )
-from ml.inspect import DefectPredictor
+from ml.inspect import TTA_VIEWS, DefectPredictor, view_logits
 from ml.manifest import ModelManifest, data_digests, save_model
 from ml.models.defect import DefectNet, DefectNetConfig, n_parameters
 from ml.tasks import EvalArgs, MLInputError, PredictArgs, TrainArgs
@@ -72,9 +72,7 @@ def _set_threads(n: int) -> None:
 
 def _logits(model: DefectNet, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """(n, 1, s, s) preprocessed inputs -> (n, classes) logits, eval mode, no autograd."""
-    model.eval()
-    with torch.inference_mode():
-        return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    return view_logits(model, x, 1, batch_size=batch_size)
 
 
 def classification_metrics(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
@@ -164,7 +162,7 @@ def fit(
     if missing:
         raise MLInputError(f"{images_dir}: no images of class {', '.join(missing)}")
     split = stratified_split(labels, names, validation=cfg.validation, test=cfg.test, seed=seed)
-    tr, va, te = (torch.from_numpy(s) for s in (split.train, split.validation, split.test))
+    tr, va = torch.from_numpy(split.train), torch.from_numpy(split.validation)
     x_val = preprocess(images[va], model_cfg.input_size)
 
     model = DefectNet(model_cfg)
@@ -243,48 +241,99 @@ def fit(
     train_seconds = time.perf_counter() - started
     assert best is not None
     model.load_state_dict(best_state)
+    trained = {
+        "best_epoch": best[2] + 1,
+        "epochs": cfg.epochs,
+        "train_seconds": round(train_seconds, 1),
+        "history": [{k: round(v, 5) for k, v in row.items()} for row in history],
+    }
+    used = LabelledImages(images=images, labels=labels, names=names, paths=[], errors=data.errors)
+    return finalize(
+        model,
+        used,
+        split,
+        out=out,
+        images_dir=images_dir,
+        training={k: v for k, v in vars(cfg).items() if k != "threads"},
+        aug=dict(vars(aug)),
+        seed=seed,
+        trained=trained,
+    )
+
+
+def finalize(
+    model: DefectNet,
+    data: LabelledImages,
+    split: Split,
+    *,
+    out: Path,
+    images_dir: Path,
+    training: dict[str, Any],
+    aug: dict[str, Any],
+    seed: int,
+    trained: dict[str, Any],
+) -> dict[str, Any]:
+    """Choose test-time views, temperature and review threshold on validation; measure on
+    test; save weights and manifest to `out`. Returns the manifest's metrics.
+
+    `training` and `aug` are recorded as given (a TrainConfig / AugmentConfig as a dict);
+    `training["target_risk"]` sets the review threshold.
+    """
     model.eval()
+    images, labels, names = data.images, data.labels, data.names
+    va, te = torch.from_numpy(split.validation), torch.from_numpy(split.test)
+    size = model.config.input_size
+
+    # Test-time views: each costs a forward pass, so more views only if they raise validation
+    # accuracy (NLL differences are left to the temperature).
+    x_val = preprocess(images[va], size)
+    candidates = []
+    for views in TTA_VIEWS:
+        logits = view_logits(model, x_val, views)
+        acc = float((logits.argmax(1) == labels[va]).float().mean())
+        nll = float(F.cross_entropy(logits, labels[va]))
+        candidates.append((-acc, nll, views, logits))
+    _, _, views, val_logits = min(candidates, key=lambda c: (c[0], c[2]))
+    view_choice = {str(c[2]): {"accuracy": -c[0], "nll": c[1]} for c in candidates}
 
     # Calibration and threshold: validation only.
-    val_logits = _logits(model, x_val)
     temperature = fit_temperature(val_logits, labels[va])
     val_probs = torch.softmax(val_logits / temperature, dim=1)
-    threshold = choose_threshold(val_probs, labels[va], target_risk=cfg.target_risk)
+    target_risk = float(training["target_risk"])
+    threshold = choose_threshold(val_probs, labels[va], target_risk=target_risk)
 
     # Test: reported, never used for a choice.
     def score(imgs: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(
-            _logits(model, preprocess(imgs, model_cfg.input_size)) / temperature, 1
-        )
+        return torch.softmax(view_logits(model, preprocess(imgs, size), views) / temperature, 1)
 
-    test_logits = _logits(model, preprocess(images[te], model_cfg.input_size))
+    test_logits = view_logits(model, preprocess(images[te], size), views)
     test_probs = torch.softmax(test_logits / temperature, dim=1)
     test = classification_metrics(test_probs, labels[te])
     test["ece_uncalibrated"] = expected_calibration_error(torch.softmax(test_logits, 1), labels[te])
     test.update(review_metrics(test_probs, labels[te], threshold))
     test["robustness"] = robustness(score, images[te], labels[te], seed=seed)
+    test["accuracy_single_view"] = float(
+        (view_logits(model, preprocess(images[te], size), 1).argmax(1) == labels[te]).float().mean()
+    )
     validation = classification_metrics(val_probs, labels[va])
     validation.update(review_metrics(val_probs, labels[va], threshold))
     validation["ece_uncalibrated"] = expected_calibration_error(
         torch.softmax(val_logits, 1), labels[va]
     )
-    best_epoch = best[2] + 1
+    validation["test_time_views"] = view_choice
 
     metrics: dict[str, Any] = {
         "test": test,
         "validation": validation,
         "split": {
             "seed": seed,
-            "train": len(tr),
-            "validation": len(va),
-            "test": len(te),
+            "train": len(split.train),
+            "validation": len(split.validation),
+            "test": len(split.test),
             "digests": split.digests(names),
         },
-        "best_epoch": best_epoch,
-        "epochs": cfg.epochs,
-        "train_seconds": round(train_seconds, 1),
+        **trained,
         "parameters": n_parameters(model),
-        "history": [{k: round(v, 5) for k, v in row.items()} for row in history],
     }
     kept = set(names)
     used = [p for p in list_images(images_dir) if p.name in kept]
@@ -294,26 +343,55 @@ def fit(
         name=MODEL_NAME,
         task="defect",
         architecture=ARCHITECTURE,
-        config=model_cfg.to_dict(),
+        config=model.config.to_dict(),
         training_data=data_digests(used),
         preprocessing={
             "classes": list(CLASSES),
             "image": f"{IMAGE_SIZE}x{IMAGE_SIZE} grey (L, or RGB with equal channels)",
-            "resize": f"area to {model_cfg.input_size}x{model_cfg.input_size}",
+            "resize": f"area to {size}x{size}",
             "normalise": "per-image zero mean, unit variance",
-            "augmentation": {k: v for k, v in vars(aug).items()},
-            "training": {k: v for k, v in vars(cfg).items() if k != "threads"},
+            "test_time_views": views,
+            "augmentation": aug,
+            "training": training,
             "calibration": {
                 "method": "temperature scaling, fitted on the validation split",
                 "temperature": temperature,
                 "review_threshold": threshold,
-                "target_risk": cfg.target_risk,
+                "target_risk": target_risk,
             },
             "robustness_perturbations": PERTURBATIONS,
         },
         metrics=metrics,
     )
     return metrics
+
+
+def refinalize(model_dir: Path, images_dir: Path, out: Path) -> dict[str, Any]:
+    """Redo the validation-time choices of a trained model (views, temperature, threshold)
+    and its test metrics, keeping its weights and training record, into `out`.
+    """
+    from ml.manifest import load_manifest, load_tensors
+
+    manifest = load_manifest(model_dir)
+    model = DefectNet(DefectNetConfig.from_dict(manifest.config))
+    model.load_state_dict(load_tensors(model_dir))
+    data, split = recreate_split(manifest, images_dir)
+    training = dict(manifest.preprocessing["training"])
+    # As recorded: what the weights were trained with (code may have moved on since).
+    aug = dict(manifest.preprocessing["augmentation"])
+    keys = ("best_epoch", "epochs", "train_seconds", "history")
+    trained = {k: manifest.metrics[k] for k in keys}
+    return finalize(
+        model,
+        data,
+        split,
+        out=out,
+        images_dir=images_dir,
+        training=training,
+        aug=aug,
+        seed=manifest.metrics["split"]["seed"],
+        trained=trained,
+    )
 
 
 def evaluate(args: EvalArgs) -> dict[str, Any]:

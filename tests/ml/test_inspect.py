@@ -116,3 +116,26 @@ def test_from_dir_refuses_other_tasks_and_tampered_weights(tmp_path: Path) -> No
     w.write_bytes(bytes(blob))
     with pytest.raises(ManifestError, match="SHA-256"):
         DefectPredictor.from_dir(tampered)
+
+
+def test_test_time_views_are_the_eight_symmetries() -> None:
+    import torch
+
+    from ml.inspect import _SYMMETRIES, TTA_VIEWS, view_logits
+    from ml.models.defect import DefectNet, DefectNetConfig
+
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    outs = [t(x) for t in _SYMMETRIES]
+    assert len({tuple(o.flatten().tolist()) for o in outs}) == 8  # all different
+    for o in outs:
+        assert sorted(o.flatten().tolist()) == sorted(x.flatten().tolist())
+    model = DefectNet(DefectNetConfig(input_size=32, stem_width=4, widths=(4,), blocks=(1,)))
+    xs = torch.randn(3, 1, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(view_logits(model, xs, 1), model(xs))
+        flipped = (model(xs) + model(xs.flip(-1))) / 2
+    assert torch.allclose(view_logits(model, xs, 2), flipped, atol=1e-6)
+    assert TTA_VIEWS == (1, 2, 4, 8)
+    with pytest.raises(ValueError, match="expected one of"):
+        view_logits(model, xs, 3)
