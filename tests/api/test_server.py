@@ -40,6 +40,7 @@ def test_up_anchors_what_it_accepts(tmp_path: Path, chain_url: str | None) -> No
         signer = Signer.generate()
         save_key(dep.home, "acme", signer)
         dep.registry.add_key("acme", signer.address, valid_from_us=1)
+        running.service.registry_changed()  # registered behind the service's back
         auth = {"Authorization": f"Bearer {create_api_key(dep.store, 'acme', 'supplier')}"}
         running.start_background()
         client = TestClient(running.app)
