@@ -10,7 +10,7 @@ from rich.console import Console
 from sqlalchemy import insert, select
 
 from api.auth import create_api_key
-from api.routes.predictions import sign_prediction
+from api.routes.predictions import export_inspection, sign_prediction
 from api.server import Running
 from ledger.deployment import save_key
 from ledger.epcis.capture import capture
@@ -126,8 +126,11 @@ def _score_images(service: Any, runner: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for path in sorted((SAMPLES / "neu").glob("*.jpg")):
         payload = predictor.predict_image(path)
-        payload["item"] = f"urn:epc:id:sgtin:4012345.077889.{len(out) + 1}"
-        out.append(sign_prediction(service, "inspection", payload, "operator"))
+        item = f"urn:epc:id:sgtin:4012345.077889.{len(out) + 1}"
+        payload["item"] = item
+        signed = sign_prediction(service, "inspection", payload, "operator")
+        signed["epcis_event_id"] = export_inspection(service, signed, item)
+        out.append(signed)
     return out
 
 

@@ -29,6 +29,9 @@ class PredictionPublic(BaseModel):
     index: int
     record: dict[str, Any]
     signature: str
+    epcis_event_id: str | None = Field(
+        None, description="the EPCIS ObjectEvent (bizStep inspecting) exported for the verdict"
+    )
 
 
 def sign_prediction(
@@ -94,4 +97,36 @@ def predict_inspection(
         raise ApiError(422, "invalid_image", str(exc)) from None
     if item:
         payload["item"] = item
-    return sign_prediction(service, "inspection", payload, caller.participant)
+    out = sign_prediction(service, "inspection", payload, caller.participant)
+    if item:
+        out["epcis_event_id"] = export_inspection(service, out, item)
+    return out
+
+
+def export_inspection(service: Any, signed: dict[str, Any], item: str) -> str:
+    """Capture the verdict as an EPCIS ObjectEvent that links back to its record."""
+    from ledger.epcis.capture import capture
+    from ledger.epcis.export import RecordLink, inspection_event
+
+    record = signed["record"]
+    instance = item.startswith("urn:epc:id:")  # one item; otherwise a lot (EPC class)
+    event = inspection_event(
+        record["payload"],
+        event_time=record["created_at"],
+        epc=item if instance else None,
+        epc_class=None if instance else item,
+        record=RecordLink(signed["index"], bytes.fromhex(signed["id"][2:])),
+        receipt_url=f"/v1/records/{signed['id']}/receipt",
+    )
+    dep = service.dep
+    operator = dep.config["operator"]
+    with service.append_lock:
+        result = capture(
+            dep.log,
+            event,
+            signer=dep.signer(operator),
+            participant=operator,
+            domain=dep.domain,
+            keys=service.key_snapshot(),
+        )
+    return str(result.events[0].event_id)

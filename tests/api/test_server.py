@@ -103,3 +103,41 @@ def test_demo_seed_prints_working_keys(tmp_path: Path) -> None:
         assert verdict["ok"], verdict
     finally:
         running.close()
+
+
+def test_inspection_prediction_is_signed_and_exported_as_epcis(tmp_path: Path) -> None:
+    running = build(Settings(home=tmp_path / "home", checkpoint_every=10_000))
+    try:
+        runner = running.service.extras["runner"]
+        if not any(m.task == "defect" for m in runner.manifests.values()):
+            pytest.skip("no defect model shipped in models/")
+        dep = running.service.dep
+        key = create_api_key(dep.store, "operator", "operator")
+        client = TestClient(running.app)
+        image = next(Path(__file__).resolve().parents[2].joinpath("data/samples/neu").glob("*.jpg"))
+        r = client.post(
+            "/v1/predictions/inspection",
+            files={"image": (image.name, image.read_bytes())},
+            data={"item": "urn:epc:id:sgtin:4012345.011111.42"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert r.status_code == 201, r.text
+        body = r.json()
+        payload = body["record"]["payload"]
+        assert payload["verdict"] in payload["probabilities"]
+        assert payload["model_manifest_digest"] in runner.manifests
+        event = client.get(
+            "/v1/epcis/events",
+            params={"EQ_bizStep": "inspecting", "MATCH_epc": "urn:epc:id:sgtin:4012345.011111.42"},
+            headers={"Authorization": f"Bearer {key}"},
+        ).json()["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+        assert [e["eventID"] for e in event] == [body["epcis_event_id"]]
+        assert event[0]["fp:recordLeafIndex"] == body["index"]
+        bad = client.post(
+            "/v1/predictions/inspection",
+            files={"image": ("x.jpg", b"not an image")},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert bad.status_code == 422 and bad.json()["code"] == "invalid_image"
+    finally:
+        running.close()
