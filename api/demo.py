@@ -13,7 +13,6 @@ from api.auth import create_api_key
 from api.routes.predictions import export_inspection, sign_prediction
 from api.server import Running
 from ledger.deployment import save_key
-from ledger.epcis.capture import capture
 from ledger.epcis.synthetic import PlantConfig, plant_document, plant_events
 from ledger.errors import Conflict, NotFound
 from ledger.records import Record
@@ -67,15 +66,7 @@ def seed(running: Running, *, base_url: str, console: Console | None = None) -> 
             service.submit(record, signer.sign(dep.domain, record))
 
     events = list(plant_events(PlantConfig(runs=8, stages=4, raw_lot_uses=3, seed=5)))
-    with service.append_lock:
-        captured = capture(
-            dep.log,
-            plant_document(events),
-            signer=dep.signer("operator"),
-            participant="operator",
-            domain=dep.domain,
-            keys=service.key_snapshot(),
-        )
+    captured = service.capture_epcis(plant_document(events))
     console.print(f"captured {captured.new} EPCIS events (a small plant history)")
 
     runner = service.extras["runner"]

@@ -83,6 +83,22 @@ class Service:
                 self._enqueue_deliveries(app.conn, tags)
         return results
 
+    def capture_epcis(self, document: dict[str, Any]) -> Any:
+        """Capture EPCIS events as records signed by the operator (see ledger.epcis.capture)."""
+        from ledger.epcis.capture import capture
+
+        dep = self.dep
+        operator = dep.config["operator"]
+        with self.append_lock:
+            return capture(
+                dep.log,
+                document,
+                signer=dep.signer(operator),
+                participant=operator,
+                domain=dep.domain,
+                keys=self.key_snapshot(),
+            )
+
     def _enqueue_deliveries(self, conn: Any, tags: list[dict[str, Any]]) -> None:
         """Transactional outbox: deliveries are written with the record, or not at all."""
         assets = {t["asset"] for t in tags if t["asset"]}

@@ -11,7 +11,6 @@ from api.auth import Caller
 from api.deps import ServiceDep, require
 from api.errors import ApiError
 from ledger.epcis import audit
-from ledger.epcis.capture import capture
 from ledger.epcis.errors import SchemaViolation
 from ledger.epcis.genealogy import recall_by_model, recall_from_lot, recall_nonconformant, trace
 from ledger.epcis.query import get_event, query_events
@@ -33,23 +32,8 @@ def capture_document(
     The service signs each event record with the operator's key, vouching that an
     authenticated participant submitted it.
     """
-    dep = service.dep
-    operator = dep.config["operator"]
-    document = (
-        {**document, "fp:submittedBy": caller.participant}
-        if "eventList" not in document.get("epcisBody", {})
-        else document
-    )
     try:
-        with service.append_lock:
-            result = capture(
-                dep.log,
-                document,
-                signer=dep.signer(operator),
-                participant=operator,
-                domain=dep.domain,
-                keys=service.key_snapshot(),
-            )
+        result = service.capture_epcis(document)
     except SchemaViolation as exc:
         raise ApiError(
             400,

@@ -105,7 +105,6 @@ def predict_inspection(
 
 def export_inspection(service: Any, signed: dict[str, Any], item: str) -> str:
     """Capture the verdict as an EPCIS ObjectEvent that links back to its record."""
-    from ledger.epcis.capture import capture
     from ledger.epcis.export import RecordLink, inspection_event
 
     record = signed["record"]
@@ -118,15 +117,5 @@ def export_inspection(service: Any, signed: dict[str, Any], item: str) -> str:
         record=RecordLink(signed["index"], bytes.fromhex(signed["id"][2:])),
         receipt_url=f"/v1/records/{signed['id']}/receipt",
     )
-    dep = service.dep
-    operator = dep.config["operator"]
-    with service.append_lock:
-        result = capture(
-            dep.log,
-            event,
-            signer=dep.signer(operator),
-            participant=operator,
-            domain=dep.domain,
-            keys=service.key_snapshot(),
-        )
+    result = service.capture_epcis(event)
     return str(result.events[0].event_id)
