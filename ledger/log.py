@@ -120,6 +120,8 @@ _INSERT_RECORDS = (
     " appended_us, canonical, signature) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
 )
 _INSERT_NODES = "INSERT INTO nodes (key, hash) VALUES ({p}, {p})"
+_SELECT_EXISTING = "SELECT leaf_hash, leaf_index FROM records WHERE leaf_hash IN ({})"
+_LOOKUP = 1000  # hashes per lookup: well under SQLite's and PostgreSQL's parameter limits
 
 
 class Appender:
@@ -134,28 +136,34 @@ class Appender:
         """Append verified records in order; a record already logged is not logged twice."""
         if not items:
             return []
-        existing = dict(
-            self.conn.execute(
-                select(RecordRow.leaf_hash, RecordRow.leaf_index).where(
-                    RecordRow.leaf_hash.in_([a.leaf_hash for a in items])
-                )
-            ).all()
-        )
+        # Straight to the driver: SQLAlchemy's per-value type processing cost more than
+        # the statements themselves (bench/ledger.py). Plain ints and bytes need none.
+        p = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        hashes = [a.leaf_hash for a in items]
+        existing: dict[bytes, int] = {}
+        for i in range(0, len(hashes), _LOOKUP):
+            part = tuple(hashes[i : i + _LOOKUP])
+            sql = _SELECT_EXISTING.format(",".join([p] * len(part)))
+            existing.update(self.conn.exec_driver_sql(sql, part).all())
         now = now_us()
         out: list[Appended] = []
         rows: list[tuple[object, ...]] = []
         nodes: list[tuple[int, bytes]] = []
+        frontier, seen = self.frontier, self._seen
         for a in items:
-            earlier = existing.get(a.leaf_hash, self._seen.get(a.leaf_hash))
+            leaf = a.leaf_hash
+            earlier = existing.get(leaf)
+            if earlier is None:
+                earlier = seen.get(leaf)
             if earlier is not None:
-                out.append(Appended(earlier, a.leaf_hash, True))
+                out.append(Appended(earlier, leaf, True))
                 continue
-            index = self.frontier.size
-            nodes.extend((node.key, h) for node, h in self.frontier.append(a.leaf_hash))
+            index = frontier.size
+            frontier.push(leaf, nodes)
             rows.append(
                 (
                     index,
-                    a.leaf_hash,
+                    leaf,
                     a.kind,
                     a.participant,
                     a.signer,
@@ -165,12 +173,9 @@ class Appender:
                     a.signature,
                 )
             )
-            self._seen[a.leaf_hash] = index
-            out.append(Appended(index, a.leaf_hash, False))
+            seen[leaf] = index
+            out.append(Appended(index, leaf, False))
         if rows:
-            # Straight to the driver: SQLAlchemy's per-value type processing cost more than
-            # the inserts themselves (bench/ledger.py). Plain ints and bytes need none.
-            p = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
             self.conn.exec_driver_sql(_INSERT_RECORDS.format(p=p), rows)
             self.conn.exec_driver_sql(_INSERT_NODES.format(p=p), nodes)
         return out

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 
-from ledger.ingest import Accepted, Rejected, check_lines, submission_json
+import pytest
+from sqlalchemy import func, select
+
+from ledger.errors import InvalidLines
+from ledger.ingest import Accepted, Rejected, append_lines, check_lines, submission_json
+from ledger.log import Log
+from ledger.records import commitment
+from ledger.store.models import LogState, Node, RecordRow
 from tests.ledger.conftest import DOMAIN, Plant
+from tests.ledger.testonly import reference
 
 
 def test_parallel_checking_matches_serial(plant: Plant) -> None:
@@ -27,3 +37,99 @@ def test_parallel_checking_matches_serial(plant: Plant) -> None:
     assert [r.line for r in rejected] == [6, 701]
     assert "malformed JSON" in rejected[0].error and "signature" in rejected[1].error
     assert all(isinstance(a, Accepted) for a in serial if not isinstance(a, Rejected))
+
+
+def _lines(plant: Plant, n: int, start: int = 0) -> list[bytes]:
+    out = []
+    for i in range(start, start + n):
+        rec, sig = plant.record(lot=f"L{i}")
+        out.append(json.dumps(submission_json(rec, sig)).encode())
+    return out
+
+
+def _log_state(plant: Plant) -> tuple[int, int, int]:
+    """(log_state size, record rows, node rows) straight from the store."""
+    with plant.store.reading() as conn:
+        return (
+            conn.execute(select(LogState.size)).scalar_one(),
+            conn.execute(select(func.count()).select_from(RecordRow)).scalar_one(),
+            conn.execute(select(func.count()).select_from(Node)).scalar_one(),
+        )
+
+
+def test_bulk_append_matches_one_by_one(plant: Plant) -> None:
+    lines = _lines(plant, 1100)
+    lines.insert(3, lines[1])  # a duplicate inside the input
+    log = Log(plant.store)
+    done = append_lines(log, lines, DOMAIN, plant.registry.snapshot(), workers=2, batch=300)
+    assert (done.appended, done.duplicates, done.rejected, done.size) == (1100, 1, [], 1100)
+    assert _log_state(plant) == (1100, 1100, 2 * 1100 - (1100).bit_count())
+    # Every record where serial checking and one-at-a-time appends would put it.
+    keys = plant.registry.snapshot()
+    expected = [a for a in check_lines(lines, DOMAIN, keys, workers=1) if isinstance(a, Accepted)]
+    assert [log.get(i).leaf_hash for i in (0, 1, 2, 3, 1099)] == [
+        expected[i].leaf_hash for i in (0, 1, 2, 4, 1100)
+    ]
+    stored = [log.get(i).leaf_hash for i in range(1100)]
+    assert log.root() == reference.mth(
+        [commitment(log.get(i).canonical or b"") for i in range(1100)]
+    )
+    assert len(set(stored)) == 1100
+    again = append_lines(log, lines[:10], DOMAIN, keys, workers=1)
+    assert (again.appended, again.duplicates, again.size) == (0, 10, 1100)
+
+
+def test_bad_lines_append_nothing(plant: Plant) -> None:
+    log = Log(plant.store)
+    append_lines(log, _lines(plant, 5), DOMAIN, plant.registry.snapshot())
+    before = (_log_state(plant), log.root())
+    lines = _lines(plant, 1200, start=5)
+    lines[1150] = b'{"record": {}, "signature": "0x"}'  # after two batches went to the store
+    with pytest.raises(InvalidLines) as caught:
+        append_lines(log, lines, DOMAIN, plant.registry.snapshot(), workers=2, batch=500)
+    assert caught.value.rejected[0][0] == 1151 and "record" in caught.value.rejected[0][1]
+    assert "nothing was appended" in str(caught.value)
+    assert (_log_state(plant), log.root(), log.size) == (*before, 5)
+    # With skip_invalid the good lines go in and the bad one is reported.
+    done = append_lines(log, lines, DOMAIN, plant.registry.snapshot(), skip_invalid=True)
+    assert done.appended == 1199 and [r.line for r in done.rejected] == [1151]
+
+
+def test_checking_stops_at_the_limit_of_bad_lines(plant: Plant) -> None:
+    lines = [b"[]"] * 30 + _lines(plant, 3)
+    with pytest.raises(InvalidLines) as caught:
+        append_lines(Log(plant.store), lines, DOMAIN, plant.registry.snapshot(), max_rejected=20)
+    assert caught.value.stopped and len(caught.value.rejected) == 20
+    assert _log_state(plant) == (0, 0, 0)
+
+
+def _append_then_die(url: str, lines: list[bytes]) -> None:
+    from ledger.registry import Registry
+    from ledger.store import Store
+
+    store = Store.open(url)
+    flushed = 0
+
+    def progress(n: int) -> None:
+        nonlocal flushed
+        flushed += n
+        if flushed >= 600:  # three batches are in the store, uncommitted: die like kill -9
+            os._exit(137)
+
+    append_lines(
+        Log(store), lines, DOMAIN, Registry(store).snapshot(), batch=200, progress=progress
+    )
+
+
+def test_a_process_killed_mid_append_leaves_nothing(plant: Plant) -> None:
+    lines = _lines(plant, 1000)
+    url = plant.store.engine.url.render_as_string(hide_password=False)
+    proc = multiprocessing.get_context("spawn").Process(target=_append_then_die, args=(url, lines))
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == 137
+    assert _log_state(plant) == (0, 0, 0)
+    # The database is whole and the log carries on from where it was.
+    log = Log(plant.store)
+    done = append_lines(log, lines, DOMAIN, plant.registry.snapshot())
+    assert done.appended == 1000 and _log_state(plant)[0] == 1000
