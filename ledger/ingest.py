@@ -217,12 +217,14 @@ def append_lines(
     skip_invalid: bool = False,
     max_rejected: int = 20,
     batch: int = 2000,
+    cache_mib: int = 256,
     progress: Callable[[int], object] | None = None,
 ) -> BulkAppend:
     """Check signed JSON lines and append the valid ones in one transaction: all or nothing.
 
     Worker processes check while this one appends (see `check_lines`); `batch` records go to
-    the store at a time, all inside the one transaction. `progress(n)` is told of every `n`
+    the store at a time, all inside the one transaction, with a `cache_mib` page cache on
+    SQLite (see `Log.appending`). `progress(n)` is told of every `n`
     lines checked.
 
     Raises:
@@ -234,7 +236,7 @@ def append_lines(
     appended = duplicates = 0
     pending: list[Accepted] = []
     seen = 0
-    with log.appending() as app:
+    with log.appending(cache_mib=cache_mib) as app:
 
         def flush() -> None:
             nonlocal appended, duplicates, seen
