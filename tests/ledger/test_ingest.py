@@ -5,14 +5,27 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from ledger.errors import InvalidLines
-from ledger.ingest import Accepted, Rejected, append_lines, check_lines, submission_json
+from ledger.errors import InputError, InvalidLines
+from ledger.ingest import (
+    Accepted,
+    Rejected,
+    _Submission,
+    append_lines,
+    check_lines,
+    parse_line,
+    parse_submission,
+    submission_json,
+)
 from ledger.log import Log
-from ledger.records import commitment
+from ledger.records import Record, commitment, unhex
 from ledger.store.models import LogState, Node, RecordRow
 from tests.ledger.conftest import DOMAIN, Plant
 from tests.ledger.testonly import reference
@@ -133,3 +146,89 @@ def test_a_process_killed_mid_append_leaves_nothing(plant: Plant) -> None:
     log = Log(plant.store)
     done = append_lines(log, lines, DOMAIN, plant.registry.snapshot())
     assert done.appended == 1000 and _log_state(plant)[0] == 1000
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(st.characters(codec="utf-8"), max_size=6),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(st.characters(codec="utf-8"), max_size=4), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+def _slow_parse(line: bytes) -> tuple[Record, bytes]:
+    try:
+        obj = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"malformed JSON: {exc}") from None
+    return parse_submission(obj)
+
+
+def _outcome(parse: Any, line: bytes) -> str:
+    # repr, not ==: it tells 1 from 1.0 and True, and NaN equals itself.
+    try:
+        record, signature = parse(line)
+    except InputError as exc:
+        return f"refused: {exc}"
+    return repr((record.model_dump(), signature))
+
+
+def _same_parse(line: bytes) -> None:
+    """parse_line decides as json.loads + validation does, and words refusals the same."""
+    assert _outcome(parse_line, line) == _outcome(_slow_parse, line)
+    try:
+        fast = _Submission.model_validate_json(line)
+    except ValidationError:
+        return
+    # Whatever the one-pass reader accepts, json.loads reads the same way.
+    assert _outcome(_slow_parse, line) == repr((fast.record.model_dump(), unhex(fast.signature)))
+
+
+@settings(max_examples=400)
+@given(
+    payload=st.dictionaries(st.text(max_size=5), _json_values, max_size=4),
+    ascii_only=st.booleans(),
+    twist=st.sampled_from(["none", "dup-kind", "dup-payload", "dup-signature", "spaces", "bom"]),
+)
+def test_one_pass_parser_reads_what_json_loads_reads(
+    payload: dict[str, Any], ascii_only: bool, twist: str
+) -> None:
+    rec = Record.new("note", {"x": 1}, participant="p", address="0x" + "11" * 20).to_json()
+    rec["payload"] = payload
+    text = json.dumps({"record": rec, "signature": "0x" + "1b" * 65}, ensure_ascii=ascii_only)
+    if twist == "dup-kind":  # the first "kind" is overridden by the real one in both readers
+        text = text.replace('{"record": {', '{"record": {"kind": "other", ', 1)
+    elif twist == "dup-payload":
+        text = text.replace('{"record": {', '{"record": {"payload": {"a": 1.5}, ', 1)
+    elif twist == "dup-signature":
+        text = '{"signature": "0x00", ' + text[1:]
+    elif twist == "spaces":
+        text = " \t\n" + text.replace(", ", " ,\n ") + " \r\n"
+    line = text.encode()
+    if twist == "bom":
+        line = b"\xef\xbb\xbf" + line  # json.loads accepts it, pydantic does not
+    _same_parse(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"record": {}, "signature": "0x"}',
+        b'{"record": {"kind": "a\\ud800"}, "signature": "0x"}',
+        b"[1, 2]",
+        b"not json",
+        b'{"signature": "0x' + b"1b" * 65 + b'", "record": null}',
+    ],
+)
+def test_one_pass_parser_refusals_get_the_precise_complaint(line: bytes) -> None:
+    with pytest.raises(InputError) as fast:
+        parse_line(line)
+    with pytest.raises(InputError) as slow:
+        _slow_parse(line)
+    assert str(fast.value) == str(slow.value)
