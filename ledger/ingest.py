@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -153,9 +155,18 @@ def check_line(
 _worker_ctx: tuple[Domain, KeySnapshot, int] | None = None
 
 
-def _init_worker(domain: Domain, keys: KeySnapshot, now: int) -> None:
+def _init_worker(domain: Domain, keys: KeySnapshot, now: int, parent: int) -> None:
     global _worker_ctx
     _worker_ctx = (domain, keys, now)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    # A parent killed outright (kill -9, out of memory) cannot shut its pool down, and the
+    # workers would wait on the task queue for ever.
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _check_chunk(chunk: list[tuple[int, bytes]]) -> list[tuple[Any, ...]]:
@@ -208,7 +219,9 @@ def check_lines(
             yield batch
 
     # A bounded window of chunks in flight: order kept, memory flat however long the input.
-    pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(domain, keys, now))
+    pool = ProcessPoolExecutor(
+        workers, initializer=_init_worker, initargs=(domain, keys, now, os.getpid())
+    )
     try:
         pending: deque[Future[list[tuple[Any, ...]]]] = deque()
         for batch in chunks():

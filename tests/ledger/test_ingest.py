@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -116,7 +118,7 @@ def test_checking_stops_at_the_limit_of_bad_lines(plant: Plant) -> None:
     assert _log_state(plant) == (0, 0, 0)
 
 
-def _append_then_die(url: str, lines: list[bytes]) -> None:
+def _append_then_die(url: str, lines: list[bytes], pids: Path) -> None:
     from ledger.registry import Registry
     from ledger.store import Store
 
@@ -127,21 +129,39 @@ def _append_then_die(url: str, lines: list[bytes]) -> None:
         nonlocal flushed
         flushed += n
         if flushed >= 600:  # three batches are in the store, uncommitted: die like kill -9
+            pids.write_text(" ".join(str(p.pid) for p in multiprocessing.active_children()))
             os._exit(137)
 
-    append_lines(
-        Log(store), lines, DOMAIN, Registry(store).snapshot(), batch=200, progress=progress
-    )
+    keys = Registry(store).snapshot()
+    append_lines(Log(store), lines, DOMAIN, keys, workers=2, batch=200, progress=progress)
 
 
-def test_a_process_killed_mid_append_leaves_nothing(plant: Plant) -> None:
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; nobody may have reaped it yet
+
+
+def test_a_process_killed_mid_append_leaves_nothing(plant: Plant, tmp_path: Path) -> None:
     lines = _lines(plant, 1000)
     url = plant.store.engine.url.render_as_string(hide_password=False)
-    proc = multiprocessing.get_context("spawn").Process(target=_append_then_die, args=(url, lines))
+    pids = tmp_path / "workers"
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_append_then_die, args=(url, lines, pids)
+    )
     proc.start()
     proc.join(120)
     assert proc.exitcode == 137
     assert _log_state(plant) == (0, 0, 0)
+    # Its checking processes do not outlive it.
+    workers = [int(p) for p in pids.read_text().split()]
+    assert len(workers) == 2
+    deadline = time.monotonic() + 10
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(_alive, workers))
     # The database is whole and the log carries on from where it was.
     log = Log(plant.store)
     done = append_lines(log, lines, DOMAIN, plant.registry.snapshot())
