@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import os
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +16,23 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from ledger.errors import InputError, InvalidLines
+from ledger.errors import InputError, InvalidLines, LedgerError
 from ledger.ingest import (
     Accepted,
     Rejected,
     _Submission,
     append_lines,
+    check_batch,
+    check_line,
     check_lines,
     parse_line,
     parse_submission,
     submission_json,
 )
 from ledger.log import Log
-from ledger.records import Record, commitment, unhex
+from ledger.records import Record, commitment, format_time, unhex
+from ledger.registry import now_us
+from ledger.signing import Signer
 from ledger.store.models import LogState, Node, RecordRow
 from tests.ledger.conftest import DOMAIN, Plant
 from tests.ledger.testonly import reference
@@ -252,3 +257,56 @@ def test_one_pass_parser_refusals_get_the_precise_complaint(line: bytes) -> None
     with pytest.raises(InputError) as slow:
         _slow_parse(line)
     assert str(fast.value) == str(slow.value)
+
+
+def test_batch_checking_gives_each_line_its_own_verdict(plant: Plant) -> None:
+    supplier, operator = plant.signers["supplier-a"], plant.signers["operator"]
+    stranger = Signer.generate()
+
+    def line(rec: Record, sig: bytes) -> bytes:
+        return json.dumps(submission_json(rec, sig)).encode()
+
+    def signed(rec: Record, by: Signer) -> bytes:
+        return line(rec, by.sign(DOMAIN, rec))
+
+    ok = Record.new("note", {"n": 1}, participant="supplier-a", address=supplier.address)
+    future = Record.new(
+        "note",
+        {},
+        participant="supplier-a",
+        address=supplier.address,
+        created_at=format_time(datetime.now(UTC) + timedelta(hours=1)),
+    )
+    borrowed = Record.new("note", {}, participant="operator", address=supplier.address)
+    unknown = Record.new("note", {}, participant="supplier-a", address=stranger.address)
+    nan = Record.new(
+        "note", {"x": float("nan")}, participant="supplier-a", address=supplier.address
+    )
+    sig = supplier.sign(DOMAIN, ok)
+    lines = [
+        signed(ok, supplier),  # accepted
+        b"{oops",  # malformed JSON
+        signed(ok, operator),  # signed by another key than the one it names
+        line(ok, sig[:64] + b"\x1d"),  # v is not 27 or 28
+        line(ok, b"\x00" * 65),  # nothing recovers
+        signed(future, supplier),  # stamped in the future
+        signed(borrowed, supplier),  # someone else's key
+        signed(unknown, stranger),  # a key nobody registered
+        json.dumps({"record": nan.to_json(), "signature": "0x" + "00" * 65}).encode(),
+        signed(
+            Record.new("note", {}, participant="supplier-a", address=supplier.address), supplier
+        ),
+    ]
+    numbered = list(enumerate(lines, start=7))
+    keys, now = plant.registry.snapshot(), now_us()
+    one_by_one: list[Accepted | Rejected] = []
+    for n, text in numbered:
+        try:
+            one_by_one.append(check_line(text, DOMAIN, keys, now))
+        except LedgerError as exc:
+            one_by_one.append(Rejected(n, str(exc)))
+    batch = check_batch(numbered, DOMAIN, keys, now)
+    assert batch == one_by_one
+    kinds = [type(v).__name__ for v in batch]
+    assert kinds == ["Accepted"] + ["Rejected"] * 8 + ["Accepted"]
+    assert [v.line for v in batch if isinstance(v, Rejected)] == list(range(8, 16))
