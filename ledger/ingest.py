@@ -320,8 +320,7 @@ def append_lines(
 
     Worker processes check while this one appends (see `check_lines`); `batch` records go to
     the store at a time, all inside the one transaction, with a `cache_mib` page cache on
-    SQLite (see `Log.appending`). `progress(n)` is told of every `n`
-    lines checked.
+    SQLite (see `Log.appending`). `progress(n)` hears of every `n` lines checked.
 
     Raises:
         InvalidLines: some lines were refused and `skip_invalid` is off; nothing was appended.
