@@ -354,10 +354,13 @@ def plot(figures: dict[str, Any], path: Path) -> None:
         xs, bounds, marker="_", s=400, color="black", zorder=5, label="cores / CPU per record"
     )
     right.axhline(10_000, color="red", linestyle="--", label="goal 10,000/s")
+    for x, b in zip(xs, bounds, strict=True):
+        right.text(x, b, f"{b:,.0f}", ha="center", va="bottom", fontsize=7)
+    right.set_ylim(0, max([*bounds, *rates, 10_000]) * 1.2)
     right.set_xticks(list(xs), labels, fontsize=7)
     right.set_ylabel("records/s")
     right.set_title("End-to-end appends, SQLite")
-    right.legend(fontsize=7)
+    right.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.22))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
