@@ -40,20 +40,20 @@ _ADDRESS = re.compile(r"^0x[0-9a-f]{40}$")
 
 
 def _utc_time(v: str) -> str:
-    if not _RFC3339_UTC.match(v):
+    if not _RFC3339_UTC.fullmatch(v):
         raise ValueError(f"expected an RFC 3339 UTC time like 2026-01-31T12:00:00Z, got {v!r}")
     parse_time(v)  # also rejects impossible dates such as February 30
     return v
 
 
 def _hex32(v: str) -> str:
-    if not _HEX32.match(v):
+    if not _HEX32.fullmatch(v):
         raise ValueError(f"expected 0x and 64 lower-case hex digits, got {v!r}")
     return v
 
 
 def _address(v: str) -> str:
-    if not _ADDRESS.match(v):
+    if not _ADDRESS.fullmatch(v):
         raise ValueError(f"expected a 0x-prefixed lower-case 20-byte address, got {v!r}")
     return v
 
