@@ -14,8 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ledger.deployment import Deployment, save_key
-from ledger.errors import LedgerError
-from ledger.ingest import Accepted, Rejected, check_lines, submission_json
+from ledger.errors import InvalidLines, LedgerError
+from ledger.ingest import append_lines, submission_json
 from ledger.receipts import (
     build_receipt,
     chain_anchor_source,
@@ -250,52 +250,38 @@ def append(
     """Verify signed records and append them to the log, all or nothing."""
     dep = _open(home)
     total = _count_lines(input)
-    keys = dep.registry.snapshot()
-    rejected: list[Rejected] = []
-    appended = duplicates = 0
-    batch: list[Accepted] = []
     try:
-        with _progress() as progress, dep.log.appending() as appender:
+        with _progress() as progress:
             task = progress.add_task("appending", total=total, rate="")
-            for item in check_lines(_lines(input), dep.domain, keys, workers=workers):
-                if isinstance(item, Rejected):
-                    rejected.append(item)
-                    if not skip_invalid and len(rejected) >= 20:
-                        break
-                else:
-                    batch.append(item)
-                if len(batch) >= 2000:
-                    for a in appender.add(batch):
-                        duplicates += a.duplicate
-                        appended += not a.duplicate
-                    batch.clear()
-                progress.advance(task)
+
+            def advance(n: int) -> None:
+                progress.advance(task, n)
                 speed = progress.tasks[0].speed
                 progress.update(task, rate=f"{speed:,.0f}/s" if speed else "")
-            for a in appender.add(batch):
-                duplicates += a.duplicate
-                appended += not a.duplicate
-            if rejected and not skip_invalid:
-                raise _Abort()
-    except _Abort:
-        for r in rejected:
-            err.print(f"line {r.line}: {r.error}", highlight=False, markup=False)
-        more = " (stopped at the first 20)" if len(rejected) >= 20 else ""
-        fail(f"{len(rejected)} invalid line(s){more}; nothing was appended")
+
+            done = append_lines(
+                dep.log,
+                _lines(input),
+                dep.domain,
+                dep.registry.snapshot(),
+                workers=workers,
+                skip_invalid=skip_invalid,
+                progress=advance,
+            )
+    except InvalidLines as exc:
+        for line, error in exc.rejected:
+            err.print(f"line {line}: {error}", highlight=False, markup=False)
+        fail(str(exc))
     except LedgerError as exc:
         fail(f"{exc}; nothing was appended")
-    for r in rejected:
+    for r in done.rejected:
         err.print(f"skipped line {r.line}: {r.error}", highlight=False, markup=False)
     out.print(
-        f"appended {appended} records ({duplicates} already logged, {len(rejected)} skipped); "
-        f"log size {dep.log.size}"
+        f"appended {done.appended} records ({done.duplicates} already logged, "
+        f"{len(done.rejected)} skipped); log size {done.size}"
     )
-    if rejected:
+    if done.rejected:
         raise typer.Exit(1)
-
-
-class _Abort(Exception):
-    pass
 
 
 @app.command()

@@ -11,6 +11,21 @@ class InputError(LedgerError):
     """Malformed input: bad JSON, a field of the wrong shape, a truncated file."""
 
 
+class InvalidLines(InputError):
+    """Some submitted lines were refused, so a bulk append wrote nothing.
+
+    Attributes:
+        rejected: (line number, reason) of each refused line, in input order.
+        stopped: checking stopped early, at the limit of refused lines.
+    """
+
+    def __init__(self, rejected: list[tuple[int, str]], *, stopped: bool) -> None:
+        more = f" (stopped at the first {len(rejected)})" if stopped else ""
+        super().__init__(f"{len(rejected)} invalid line(s){more}; nothing was appended")
+        self.rejected = rejected
+        self.stopped = stopped
+
+
 class VerificationError(LedgerError):
     """Something claimed does not hold: a proof, a signature, a hash."""
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from ledger.errors import Conflict, NotFound, ProofError
 from ledger.ingest import Accepted
@@ -120,6 +121,8 @@ _INSERT_RECORDS = (
     " appended_us, canonical, signature) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
 )
 _INSERT_NODES = "INSERT INTO nodes (key, hash) VALUES ({p}, {p})"
+_SELECT_EXISTING = "SELECT leaf_hash, leaf_index FROM records WHERE leaf_hash IN ({})"
+_LOOKUP = 1000  # hashes per lookup: well under SQLite's and PostgreSQL's parameter limits
 
 
 class Appender:
@@ -134,28 +137,34 @@ class Appender:
         """Append verified records in order; a record already logged is not logged twice."""
         if not items:
             return []
-        existing = dict(
-            self.conn.execute(
-                select(RecordRow.leaf_hash, RecordRow.leaf_index).where(
-                    RecordRow.leaf_hash.in_([a.leaf_hash for a in items])
-                )
-            ).all()
-        )
+        # Straight to the driver: SQLAlchemy's per-value type processing cost more than
+        # the statements themselves (bench/ledger.py). Plain ints and bytes need none.
+        p = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        hashes = [a.leaf_hash for a in items]
+        existing: dict[bytes, int] = {}
+        for i in range(0, len(hashes), _LOOKUP):
+            part = tuple(hashes[i : i + _LOOKUP])
+            sql = _SELECT_EXISTING.format(",".join([p] * len(part)))
+            existing.update(self.conn.exec_driver_sql(sql, part).all())
         now = now_us()
         out: list[Appended] = []
         rows: list[tuple[object, ...]] = []
         nodes: list[tuple[int, bytes]] = []
+        frontier, seen = self.frontier, self._seen
         for a in items:
-            earlier = existing.get(a.leaf_hash, self._seen.get(a.leaf_hash))
+            leaf = a.leaf_hash
+            earlier = existing.get(leaf)
+            if earlier is None:
+                earlier = seen.get(leaf)
             if earlier is not None:
-                out.append(Appended(earlier, a.leaf_hash, True))
+                out.append(Appended(earlier, leaf, True))
                 continue
-            index = self.frontier.size
-            nodes.extend((node.key, h) for node, h in self.frontier.append(a.leaf_hash))
+            index = frontier.size
+            frontier.push(leaf, nodes)
             rows.append(
                 (
                     index,
-                    a.leaf_hash,
+                    leaf,
                     a.kind,
                     a.participant,
                     a.signer,
@@ -165,12 +174,9 @@ class Appender:
                     a.signature,
                 )
             )
-            self._seen[a.leaf_hash] = index
-            out.append(Appended(index, a.leaf_hash, False))
+            seen[leaf] = index
+            out.append(Appended(index, leaf, False))
         if rows:
-            # Straight to the driver: SQLAlchemy's per-value type processing cost more than
-            # the inserts themselves (bench/ledger.py). Plain ints and bytes need none.
-            p = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
             self.conn.exec_driver_sql(_INSERT_RECORDS.format(p=p), rows)
             self.conn.exec_driver_sql(_INSERT_NODES.format(p=p), nodes)
         return out
@@ -200,29 +206,46 @@ class Log:
         return self._frontier.size
 
     @contextmanager
-    def appending(self) -> Iterator[Appender]:
+    def appending(self, *, cache_mib: int | None = None) -> Iterator[Appender]:
         """One atomic append: all records added inside are logged, or none are.
 
         The `log_state` row is locked first, so concurrent writers take turns; the in-memory
-        frontier is replaced only after the commit succeeds.
+        frontier is replaced only after the commit succeeds. `cache_mib` widens SQLite's page
+        cache for this append: bulk appends insert random leaf hashes into a unique index, and
+        once that index outgrows the default 2 MiB cache every insert goes to the OS for its
+        pages (bench/ledger.py: twice the time per record at a million records).
         """
         with self.store.transaction() as conn:
-            # Taking the row lock: a no-op UPDATE on SQLite (it takes the write lock),
-            # SELECT ... FOR UPDATE on PostgreSQL.
-            if conn.dialect.name == "sqlite":
-                conn.execute(update(LogState).where(LogState.id == 1).values(size=LogState.size))
-            size = conn.execute(
-                select(LogState.size).where(LogState.id == 1).with_for_update()
-            ).scalar_one()
-            frontier = (
-                Frontier(self._frontier.size, self._frontier.hashes)
-                if size == self._frontier.size
-                else self._load_frontier(conn)
-            )
-            appender = Appender(conn, frontier)
-            yield appender
-            if frontier.size != size:
-                conn.execute(update(LogState).where(LogState.id == 1).values(size=frontier.size))
+            restore = None
+            if cache_mib is not None and conn.dialect.name == "sqlite":
+                # Per connection, and pooled connections live on: put it back afterwards.
+                restore = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
+                conn.exec_driver_sql(f"PRAGMA cache_size=-{int(cache_mib) * 1024}")
+            try:
+                # Taking the row lock: a no-op UPDATE on SQLite (it takes the write lock),
+                # SELECT ... FOR UPDATE on PostgreSQL.
+                if conn.dialect.name == "sqlite":
+                    conn.execute(
+                        update(LogState).where(LogState.id == 1).values(size=LogState.size)
+                    )
+                size = conn.execute(
+                    select(LogState.size).where(LogState.id == 1).with_for_update()
+                ).scalar_one()
+                frontier = (
+                    Frontier(self._frontier.size, self._frontier.hashes)
+                    if size == self._frontier.size
+                    else self._load_frontier(conn)
+                )
+                appender = Appender(conn, frontier)
+                yield appender
+                if frontier.size != size:
+                    conn.execute(
+                        update(LogState).where(LogState.id == 1).values(size=frontier.size)
+                    )
+            finally:
+                if restore is not None:
+                    with suppress(SQLAlchemyError):  # a broken connection is discarded anyway
+                        conn.exec_driver_sql(f"PRAGMA cache_size={int(restore)}")
         self._frontier = frontier
 
     def append(self, items: Sequence[Accepted]) -> list[Appended]:

@@ -278,5 +278,21 @@ class Frontier:
         self.size += 1
         return new
 
+    def push(self, leaf_hash: bytes, out: list[tuple[int, bytes]]) -> None:
+        """`append` for the node store: the completed nodes go to `out` as (`NodeID.key`, hash).
+
+        The bulk append path calls this once per record; it skips building `NodeID`s.
+        """
+        index = self.size
+        out.append((index, leaf_hash))  # level 0: the key is the index
+        h, level, hashes = leaf_hash, 0, self.hashes
+        while index & 1:
+            h = _sha256(NODE_PREFIX + hashes.pop() + h).digest()
+            level += 1
+            index >>= 1
+            out.append(((level << 56) | index, h))
+        hashes.append(h)
+        self.size += 1
+
     def root(self) -> bytes:
         return fold_right(self.hashes) if self.hashes else EMPTY_ROOT

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ledger.errors import Conflict, NotFound, ProofError, StorageError
@@ -124,3 +126,17 @@ def test_database_errors_are_storage_errors(plant: Plant) -> None:
     with pytest.raises(StorageError), plant.store.transaction() as conn:
         conn.exec_driver_sql("SELECT * FROM no_such_table")
     assert log.size == 0
+
+
+def test_bulk_cache_is_put_back(tmp_path: Path) -> None:
+    from ledger.store import Store, sqlite_url
+
+    store = Store.open(sqlite_url(tmp_path / "cache.db"))
+    # One pooled connection, so the one that appended is the one asked afterwards.
+    store.engine.pool.dispose()
+    log = Log(store)
+    with log.appending(cache_mib=64) as app:
+        assert app.conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -64 * 1024
+    with store.reading() as conn:
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -2000
+    store.close()

@@ -151,3 +151,20 @@ def test_range_nodes_are_aligned_perfect_subtrees() -> None:
     for begin, end in [(0, 1), (4, 7), (16, 31)]:
         covered = sum(1 << n.level for n in merkle.range_nodes(begin, end))
         assert covered == end - begin
+
+
+@given(st.integers(0, 300), st.integers(1, 70))
+def test_push_stores_what_append_completes(start: int, n: int) -> None:
+    data = [i.to_bytes(4, "big") for i in range(start + n)]
+    leaves = [hash_leaf(d) for d in data]
+    a, b = Frontier(), Frontier()
+    for leaf in leaves[:start]:
+        a.append(leaf)
+        b.append(leaf)
+    pushed: list[tuple[int, bytes]] = []
+    appended: list[tuple[int, bytes]] = []
+    for leaf in leaves[start:]:
+        b.push(leaf, pushed)
+        appended.extend((node.key, h) for node, h in a.append(leaf))
+    assert pushed == appended
+    assert (b.size, b.hashes, b.root()) == (a.size, a.hashes, reference.mth(data))

@@ -64,6 +64,15 @@ def test_bad_records_name_the_field(patch: dict, complaint: str) -> None:
         Record.parse({**good, **patch})
 
 
+def test_trailing_newlines_are_refused() -> None:
+    # `re.match` lets "$" match before a final newline; the validators match the whole value.
+    good = Record.new("note", {}, participant="p", address=ADDR).to_json()
+    with pytest.raises(InputError, match="salt"):
+        Record.parse({**good, "salt": good["salt"] + "\n"})
+    with pytest.raises(InputError, match=r"producer\.address"):
+        Record.parse({**good, "producer": {"participant": "p", "address": ADDR + "\n"}})
+
+
 def test_missing_field_named() -> None:
     good = Record.new("note", {}, participant="p", address=ADDR).to_json()
     del good["salt"]
