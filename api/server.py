@@ -89,7 +89,8 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool = False) -> No
 
             seed(running, base_url=f"http://{host}:{port}")
         running.start_background()
-        uvicorn.run(running.app, host=host, port=port, log_level="warning")
+        # No access log: a formatted line per request costs more than a cached receipt.
+        uvicorn.run(running.app, host=host, port=port, log_level="warning", access_log=False)
     finally:
         running.close()
 

@@ -11,6 +11,7 @@ from sqlalchemy import insert, select
 
 from api.auth import KeyCache
 from api.config import Settings
+from api.receipts import ReceiptCache
 from ledger.deployment import Deployment
 from ledger.ingest import Accepted, check_record
 from ledger.log import Appended
@@ -33,6 +34,7 @@ class Service:
         self.dep = deployment
         self.settings = settings
         self.api_keys = KeyCache(deployment.store)
+        self.receipts = ReceiptCache(settings.receipt_cache_entries)
         self._keys: tuple[float, KeySnapshot] | None = None
         self._keys_lock = threading.Lock()
         self.append_lock = threading.Lock()  # one appender per process; the DB orders processes
