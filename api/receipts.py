@@ -22,6 +22,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,14 +34,16 @@ from sqlalchemy import Engine, Select, bindparam, select
 
 from api.access import may_see
 from api.auth import KeyCache
+from api.metrics import RECEIPTS
 from ledger.errors import NotFound
 from ledger.log import Log, StoredRecord
-from ledger.receipts import build_receipt
+from ledger.receipts import AnchorSource, ParsedReceipt, build_receipt
 from ledger.signing import Domain
 from ledger.store import Store
 from ledger.store.models import CheckpointRow, RecordRow
 
 Key = tuple[int, int, str | None]  # (leaf index, checkpoint size, anchor tx hash)
+_SERVED, _HIT, _MISS = (RECEIPTS.labels(o) for o in ("served", "hit", "miss"))
 
 
 @dataclass(frozen=True)
@@ -102,8 +105,6 @@ class ReceiptCache:
         self.max_entries = max_entries
         self._items: OrderedDict[Key, Encoded] = OrderedDict()
         self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -111,11 +112,8 @@ class ReceiptCache:
     def get(self, key: Key) -> Encoded | None:
         with self._lock:
             found = self._items.get(key)
-            if found is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
+            if found is not None:
+                self._items.move_to_end(key)
             return found
 
     def put(self, key: Key, value: Encoded) -> Encoded:
@@ -143,7 +141,9 @@ class ReceiptCache:
         key = (stored.index, cp.size, cp.tx_hash)
         hit = self.get(key)
         if hit is not None:
+            _HIT.inc()
             return hit
+        _MISS.inc()
         receipt = build_receipt(log, stored.index, domain, cp)
         return self.put(key, encode("anchored" if cp.anchored else "checkpointed", receipt))
 
@@ -319,7 +319,56 @@ class ReceiptFastPath:
             # The route meets the same failure and answers it as the API does (503, ...).
             return None
         hit = self.cache.get(key)
-        return None if hit is None else (hit, hit.matches(inm))
+        if hit is None:
+            return None
+        _SERVED.inc()
+        return hit, hit.matches(inm)
 
 
-__all__ = ["Encoded", "ReceiptCache", "ReceiptFacts", "ReceiptFastPath", "encode"]
+def cached_anchor_source(
+    source: AnchorSource, *, ttl_s: float = 60.0, max_entries: int = 1024
+) -> AnchorSource:
+    """`source`, remembering for `ttl_s` the anchors it confirmed.
+
+    A confirmed anchor stays confirmed: the contract only appends checkpoints, so the same
+    (size, root, claims) checks the same way until a chain reorganisation drops the anchoring
+    block, which the time limit bounds. Every receipt of a checkpoint shares its entry, and a
+    check costs ~25 ms of EVM calls on the embedded chain, most of a verify request. Failures
+    are not remembered: they are asked again every time.
+    """
+    confirmed: OrderedDict[tuple[Any, ...], tuple[float, str]] = OrderedDict()
+    lock = threading.Lock()
+
+    def check(r: ParsedReceipt) -> str:
+        # Exactly what `chain_anchor_source` passes to the chain, so equal keys ask equal things.
+        key = (
+            r.size,
+            r.root,
+            r.domain.chain_id,
+            r.domain.verifying_contract,
+            json.dumps(r.anchor, sort_keys=True, default=repr),
+        )
+        now = time.monotonic()
+        with lock:
+            hit = confirmed.get(key)
+            if hit is not None and now - hit[0] < ttl_s:
+                return hit[1]
+        detail = source(r)
+        with lock:
+            confirmed[key] = (now, detail)
+            confirmed.move_to_end(key)
+            while len(confirmed) > max_entries:
+                confirmed.popitem(last=False)
+        return detail
+
+    return check
+
+
+__all__ = [
+    "Encoded",
+    "ReceiptCache",
+    "ReceiptFacts",
+    "ReceiptFastPath",
+    "cached_anchor_source",
+    "encode",
+]
