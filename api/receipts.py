@@ -35,9 +35,9 @@ from sqlalchemy import Engine, Select, bindparam, select
 from api.access import may_see
 from api.auth import KeyCache
 from api.metrics import RECEIPTS
-from ledger.errors import NotFound
+from ledger.errors import LedgerError, NotFound
 from ledger.log import Log, StoredRecord
-from ledger.receipts import AnchorSource, ParsedReceipt, build_receipt
+from ledger.receipts import AnchorSource, ParsedReceipt, build_receipt, parse_receipt
 from ledger.signing import Domain
 from ledger.store import Store
 from ledger.store.models import CheckpointRow, RecordRow
@@ -325,10 +325,8 @@ class ReceiptFastPath:
         return hit, hit.matches(inm)
 
 
-def cached_anchor_source(
-    source: AnchorSource, *, ttl_s: float = 60.0, max_entries: int = 1024
-) -> AnchorSource:
-    """`source`, remembering for `ttl_s` the anchors it confirmed.
+class CachedAnchors:
+    """An anchor source that remembers for `ttl_s` the anchors it confirmed.
 
     A confirmed anchor stays confirmed: the contract only appends checkpoints, so the same
     (size, root, claims) checks the same way until a chain reorganisation drops the anchoring
@@ -336,39 +334,53 @@ def cached_anchor_source(
     check costs ~25 ms of EVM calls on the embedded chain, most of a verify request. Failures
     are not remembered: they are asked again every time.
     """
-    confirmed: OrderedDict[tuple[Any, ...], tuple[float, str]] = OrderedDict()
-    lock = threading.Lock()
 
-    def check(r: ParsedReceipt) -> str:
+    def __init__(self, source: AnchorSource, *, ttl_s: float = 60.0, max_entries: int = 1024):
+        self.source = source
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._confirmed: OrderedDict[tuple[Any, ...], tuple[float, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(r: ParsedReceipt) -> tuple[Any, ...]:
         # Exactly what `chain_anchor_source` passes to the chain, so equal keys ask equal things.
-        key = (
-            r.size,
-            r.root,
-            r.domain.chain_id,
-            r.domain.verifying_contract,
-            json.dumps(r.anchor, sort_keys=True, default=repr),
-        )
-        now = time.monotonic()
-        with lock:
-            hit = confirmed.get(key)
-            if hit is not None and now - hit[0] < ttl_s:
-                return hit[1]
-        detail = source(r)
-        with lock:
-            confirmed[key] = (now, detail)
-            confirmed.move_to_end(key)
-            while len(confirmed) > max_entries:
-                confirmed.popitem(last=False)
-        return detail
+        anchor = json.dumps(r.anchor, sort_keys=True, default=repr)
+        return (r.size, r.root, r.domain.chain_id, r.domain.verifying_contract, anchor)
 
-    return check
+    def _remembered(self, key: tuple[Any, ...]) -> str | None:
+        with self._lock:
+            hit = self._confirmed.get(key)
+        return hit[1] if hit is not None and time.monotonic() - hit[0] < self.ttl_s else None
+
+    def knows(self, data: Any) -> bool:
+        """True when checking receipt `data` asks nothing of the chain (or it is malformed)."""
+        try:
+            r = parse_receipt(data)
+        except LedgerError:
+            return True  # verification stops at the format check
+        return self._remembered(self._key(r)) is not None
+
+    def __call__(self, r: ParsedReceipt) -> str:
+        key = self._key(r)
+        detail = self._remembered(key)
+        if detail is not None:
+            return detail
+        now = time.monotonic()
+        detail = self.source(r)
+        with self._lock:
+            self._confirmed[key] = (now, detail)
+            self._confirmed.move_to_end(key)
+            while len(self._confirmed) > self.max_entries:
+                self._confirmed.popitem(last=False)
+        return detail
 
 
 __all__ = [
+    "CachedAnchors",
     "Encoded",
     "ReceiptCache",
     "ReceiptFacts",
     "ReceiptFastPath",
-    "cached_anchor_source",
     "encode",
 ]

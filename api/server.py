@@ -12,7 +12,7 @@ from typing import Any
 from api.config import Settings
 from api.delivery import DeliveryWorker
 from api.main import create_app
-from api.receipts import cached_anchor_source
+from api.receipts import CachedAnchors
 from api.runner import ModelRunner
 from api.service import Service
 from ledger.deployment import CONFIG, Deployment
@@ -69,7 +69,7 @@ def build(settings: Settings) -> Running:
     runner = ModelRunner.shipped()
     service.extras["runner"] = runner
     register_shipped(service, runner)
-    service.extras["anchor_source"] = cached_anchor_source(chain_anchor_source(chain))
+    service.extras["anchor_source"] = CachedAnchors(chain_anchor_source(chain))
     worker = DeliveryWorker(service)
     service.extras["wake_delivery"] = worker.wake
     sequencer = Sequencer(

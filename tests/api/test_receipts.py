@@ -8,7 +8,7 @@ import pytest
 
 from api.auth import revoke_api_keys
 from api.metrics import REGISTRY
-from api.receipts import Encoded, ReceiptCache, ReceiptFacts, cached_anchor_source, encode
+from api.receipts import CachedAnchors, Encoded, ReceiptCache, ReceiptFacts, encode
 from ledger.errors import NotFound, VerificationError
 from ledger.receipts import parse_receipt
 from tests.api.conftest import Plant
@@ -219,16 +219,18 @@ def test_anchor_confirmations_are_remembered_failures_are_not(plant: Plant) -> N
             raise VerificationError("not on chain")
         return "ok"
 
-    cached = cached_anchor_source(source, ttl_s=60)
+    cached = CachedAnchors(source, ttl_s=60)
+    assert not cached.knows(body["receipt"])
     assert cached(receipt) == cached(receipt) == "ok"
     assert len(calls) == 1
+    assert cached.knows(body["receipt"]) and cached.knows({"not": "a receipt"})
     other = parse_receipt(body["receipt"] | {"anchor": {"tx_hash": "0x" + "00" * 32}})
     fail[0] = True
     for _ in range(2):
         with pytest.raises(VerificationError):
             cached(other)
     assert len(calls) == 3
-    expiring = cached_anchor_source(source, ttl_s=0)
+    expiring = CachedAnchors(source, ttl_s=0)
     fail[0] = False
     expiring(receipt)
     expiring(receipt)
