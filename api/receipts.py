@@ -340,6 +340,7 @@ class CachedAnchors:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._confirmed: OrderedDict[tuple[Any, ...], tuple[float, str]] = OrderedDict()
+        self._gates: dict[tuple[Any, ...], threading.Lock] = {}
         self._lock = threading.Lock()
 
     @staticmethod
@@ -366,13 +367,22 @@ class CachedAnchors:
         detail = self._remembered(key)
         if detail is not None:
             return detail
-        now = time.monotonic()
-        detail = self.source(r)
+        # One chain call per key at a time: 32 clients arriving together with a new
+        # checkpoint's receipts would otherwise make 32 identical calls, ~1 s of EVM time.
         with self._lock:
-            self._confirmed[key] = (now, detail)
-            self._confirmed.move_to_end(key)
-            while len(self._confirmed) > self.max_entries:
-                self._confirmed.popitem(last=False)
+            gate = self._gates.setdefault(key, threading.Lock())
+        with gate:
+            detail = self._remembered(key)
+            if detail is None:
+                now = time.monotonic()
+                detail = self.source(r)
+                with self._lock:
+                    self._confirmed[key] = (now, detail)
+                    self._confirmed.move_to_end(key)
+                    while len(self._confirmed) > self.max_entries:
+                        self._confirmed.popitem(last=False)
+        with self._lock:
+            self._gates.pop(key, None)
         return detail
 
 

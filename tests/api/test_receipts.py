@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -235,3 +237,30 @@ def test_anchor_confirmations_are_remembered_failures_are_not(plant: Plant) -> N
     expiring(receipt)
     expiring(receipt)
     assert len(calls) == 5
+
+
+def test_concurrent_anchor_checks_ask_the_chain_once(plant: Plant) -> None:
+    rid = plant.submit("acme").json()["id"]
+    plant.service.dep.log.checkpoint()
+    body = plant.client.get(RECEIPT.format(rid), headers=plant.as_("acme")).json()
+    receipt = parse_receipt(body["receipt"])
+    calls: list[Any] = []
+
+    def slow(r: Any) -> str:
+        calls.append(r)
+        time.sleep(0.05)
+        return "ok"
+
+    cached = CachedAnchors(slow)
+    start = threading.Barrier(8)
+
+    def check() -> None:
+        start.wait()
+        assert cached(receipt) == "ok"
+
+    threads = [threading.Thread(target=check) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(calls) == 1
