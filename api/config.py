@@ -15,6 +15,7 @@ class Settings(BaseSettings):
     chain_url: str | None = None  # default: the embedded chain in home
     max_body_bytes: int = 4 * 1024 * 1024
     page_limit: int = 500
+    receipt_cache_entries: int = 4096  # encoded receipts kept in memory, ~2 KB each
     checkpoint_every: int = 256  # records
     checkpoint_interval_s: float = 5.0
     webhook_timeout_s: float = 5.0

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.metrics import LATENCY, REQUESTS
+from api.receipts import ReceiptFastPath
 from api.routes import (
     checkpoints,
     epcis,
@@ -22,6 +23,8 @@ from api.routes import (
 )
 from api.schemas import ErrorPublic
 from api.service import Service
+
+RECEIPT_PATH = "/v1/records/{id}/receipt"
 
 DESCRIPTION = """
 Verified provenance for manufacturing ML: signed records in an append-only RFC 6962 Merkle log
@@ -42,6 +45,14 @@ def create_app(service: Service) -> FastAPI:
         app.include_router(extra)
 
     _document_problems(app)
+    # Added first, so it sits inside Guard: its answers are size-checked and counted too.
+    app.add_middleware(
+        ReceiptFastPath,
+        cache=service.receipts,
+        keys=service.api_keys,
+        store=service.dep.store,
+        route=next(r for r in records.router.routes if getattr(r, "path", "") == RECEIPT_PATH),
+    )
     app.add_middleware(Guard, limit=service.settings.max_body_bytes)
     return app
 

@@ -27,3 +27,9 @@ DELIVERIES = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+RECEIPTS = Counter(
+    "forgeproof_receipt_cache_total",
+    "receipt requests by how the cache answered: served (before routing), hit, miss (built)",
+    ["outcome"],
+    registry=REGISTRY,
+)
