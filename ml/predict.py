@@ -1,0 +1,266 @@
+"""Load a shipped model once, then turn inputs into ledger-ready prediction payloads.
+
+    predictor = RULPredictor.from_dir(Path("models/rul-fd001"))
+    record = predictor.predict_window(rows)          # rows: (n_cycles, 26) raw C-MAPSS rows
+
+    predictor = FailurePredictor.from_dir(Path("models/failure-ai4i"))
+    record = predictor.predict_one(product_type="M", air_temperature=298.1, ...)
+
+A payload is a plain JSON-able dict; the ledger wraps it into a signed record. It cites the
+model by `model_manifest_digest` and the exact input by `input_digest`, the 0x-prefixed
+SHA-256 of the input's float32 little-endian bytes in C order:
+  * rul: the raw rows the prediction depends on — the engine's first `baseline_cycles` rows and
+    its last `window` rows, each once, oldest first (all rows for a short engine) — with all 26
+    columns in file order (unit, cycle, settings, sensors), each parsed as a decimal number and
+    rounded to float32; `input_shape` gives (rows, 26);
+  * failure: (type index L=0/M=1/H=2, air temperature, process temperature, rotational speed,
+    torque, tool wear), 6 values as float32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ml._progress import progress
+from ml.conformal import ConformalIntervals
+from ml.data import ai4i
+from ml.data.cmapss import N_COLUMNS, Preprocessing, Trajectories, trajectories_from_rows
+from ml.explain import integrated_gradients, summarize_features, summarize_window
+from ml.manifest import ManifestError, ModelManifest, load_manifest, load_tensors
+from ml.models.failure import FailureConfig, FailureEnsemble
+from ml.models.rul import RULConfig, RULNet
+from ml.tasks import MLInputError
+
+
+def input_digest(values: np.ndarray) -> str:
+    """0x SHA-256 of an array as float32 little-endian, C order."""
+    return "0x" + hashlib.sha256(np.ascontiguousarray(values, dtype="<f4").tobytes()).hexdigest()
+
+
+def _load(model_dir: Path, task: str) -> tuple[ModelManifest, dict[str, Any]]:
+    manifest = load_manifest(Path(model_dir))
+    if manifest.task != task:
+        raise ManifestError(f"{model_dir}: a {manifest.task!r} model, expected a {task!r} model")
+    return manifest, load_tensors(Path(model_dir))
+
+
+class RULPredictor:
+    """A loaded remaining-useful-life model with its preprocessing and intervals."""
+
+    def __init__(
+        self,
+        *,
+        manifest: ModelManifest,
+        model: RULNet,
+        prep: Preprocessing,
+        conformal: ConformalIntervals,
+    ) -> None:
+        self.manifest = manifest
+        self.manifest_digest = manifest.digest()
+        self.model = model.eval()
+        self.prep = prep
+        self.conformal = conformal
+
+    @classmethod
+    def from_dir(cls, model_dir: Path) -> RULPredictor:
+        """Load and verify (weights digest) a model directory written by `train --task rul`.
+
+        Raises:
+            ManifestError: missing files, digest mismatch, or not a RUL model.
+        """
+        manifest, tensors = _load(model_dir, "rul")
+        model = RULNet(RULConfig.from_dict(manifest.config["model"]))
+        model.load_state_dict(tensors)
+        return cls(
+            manifest=manifest,
+            model=model,
+            prep=Preprocessing.from_dict(manifest.preprocessing),
+            conformal=ConformalIntervals.from_dict(manifest.config["conformal"]),
+        )
+
+    def predict_inputs(self, inputs: np.ndarray, *, batch: int = 4096) -> np.ndarray:
+        """Predicted RUL for preprocessed windows (n, window, F), clipped to [0, cap]."""
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(inputs), batch):
+                out.append(self.model(torch.from_numpy(inputs[i : i + batch])).numpy())
+        pred = np.concatenate(out) if out else np.zeros(0, np.float32)
+        return np.clip(pred, 0.0, self.prep.cap)
+
+    def predict_window(
+        self, rows: np.ndarray, *, asset: str | None = None, source: str = "input"
+    ) -> dict[str, Any]:
+        """Payload for one engine from its raw rows, oldest first.
+
+        `rows` is either file rows (n_cycles, 26: unit, cycle, 3 settings, 21 sensors) or what
+        the service receives, consecutive cycles without unit and cycle columns (n_cycles, 24),
+        which are then numbered 1..n. Only the last `window` rows are used; engines shorter
+        than the window are padded. `asset` names the engine in the payload.
+
+        Raises:
+            MLInputError: wrong shape, NaN, non-integer unit/cycle, more than one engine, or
+                fewer than `min_cycles` cycles. Messages name `source` and the row.
+        """
+        arr = np.asarray(rows, dtype=np.float64)
+        if arr.ndim == 2 and arr.shape[1] == N_COLUMNS - 2:
+            n = len(arr)
+            index = np.stack([np.ones(n), np.arange(1, n + 1)], axis=1)  # unit 1, cycles 1..n
+            arr = np.concatenate([index, arr], axis=1)
+        traj = trajectories_from_rows(arr, source)
+        if len(traj.engine_ids()) != 1:
+            raise MLInputError(
+                f"{source}: rows of {len(traj.engine_ids())} engines, expected one engine"
+            )
+        payload = next(self.predict_trajectories(traj))
+        if asset is not None:
+            payload["asset_id"] = asset
+        return payload
+
+    def predict_trajectories(
+        self, traj: Trajectories, *, progress_bar: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """One payload per engine in `traj` (its last window), in file order.
+
+        Each engine is run on its own (forward pass and integrated gradients), so a payload is
+        bit-for-bit the same whether the engine came alone or in a file of many: batched
+        kernels may sum in a different order, which would change the attribution digest.
+        """
+        last = self.prep.last_windows(traj)
+        sensors = self.prep.channel_sensors
+        with progress("predicting", len(last.units), enabled=progress_bar) as advance:
+            for i, unit in enumerate(last.units):
+                x = last.inputs[i : i + 1]  # (1, window, channels)
+                pred = self.predict_inputs(x)
+                attributions, _ = integrated_gradients(self.model, x)
+                intervals = {}
+                for lv in self.conformal.levels:
+                    lo, hi = self.conformal.interval(pred, lv)
+                    intervals[str(round(lv * 100))] = [
+                        round(float(lo[0]), 3),
+                        round(float(hi[0]), 3),
+                    ]
+                yield {
+                    "kind": "rul_prediction",
+                    "model": self.manifest.name,
+                    "model_manifest_digest": self.manifest_digest,
+                    "asset_id": str(unit),
+                    "source": traj.path.name,
+                    "last_cycle": int(last.raw[i][-1, 1]),
+                    "input_digest": input_digest(last.raw[i]),
+                    "input_shape": list(last.raw[i].shape),
+                    "rul": round(float(pred[0]), 3),
+                    "intervals": intervals,
+                    "explanation": summarize_window(attributions[0], sensors, last.cycles[i]),
+                }
+                advance()
+
+
+class FailurePredictor:
+    """A loaded machine-failure model with its scaler and decision threshold."""
+
+    def __init__(
+        self,
+        *,
+        manifest: ModelManifest,
+        model: FailureEnsemble,
+        scaler: ai4i.Scaler,
+        threshold: float,
+    ) -> None:
+        self.manifest = manifest
+        self.manifest_digest = manifest.digest()
+        self.model = model.eval()
+        self.scaler = scaler
+        self.threshold = threshold
+
+    @classmethod
+    def from_dir(cls, model_dir: Path) -> FailurePredictor:
+        """Load and verify a model directory written by `train --task failure`.
+
+        Raises:
+            ManifestError: missing files, digest mismatch, or not a failure model.
+        """
+        manifest, tensors = _load(model_dir, "failure")
+        model = FailureEnsemble(FailureConfig.from_dict(manifest.config["model"]))
+        model.load_state_dict(tensors)
+        return cls(
+            manifest=manifest,
+            model=model,
+            scaler=ai4i.Scaler.from_dict(manifest.preprocessing["scaler"]),
+            threshold=float(manifest.config["threshold"]),
+        )
+
+    def inputs(self, raw: np.ndarray) -> np.ndarray:
+        """Model inputs (n, n_features) from raw rows (n, 6)."""
+        return self.scaler.transform(ai4i.engineer(raw))
+
+    def predict_proba(self, raw: np.ndarray, *, batch: int = 8192) -> np.ndarray:
+        """Failure probability for raw rows (n, 6): type index, then the 5 process values."""
+        x = self.inputs(np.asarray(raw, dtype=np.float64))
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(x), batch):
+                out.append(self.model(torch.from_numpy(x[i : i + batch])).numpy())
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def predict_rows(
+        self, rows: ai4i.Rows, *, progress_bar: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """One payload per row, in file order (each row run on its own, see RUL)."""
+        x = self.inputs(rows.raw)
+        with progress("predicting", len(rows), enabled=progress_bar) as advance:
+            for i in range(len(rows)):
+                with torch.inference_mode():
+                    prob = float(self.model(torch.from_numpy(x[i : i + 1]))[0])
+                attributions, _ = integrated_gradients(self.model, x[i : i + 1])
+                yield {
+                    "kind": "failure_risk",
+                    "model": self.manifest.name,
+                    "model_manifest_digest": self.manifest_digest,
+                    "asset_id": rows.ids[i],
+                    "source": rows.path.name,
+                    "line": int(rows.lines[i]),
+                    "input_digest": input_digest(rows.raw[i]),
+                    "failure_probability": round(prob, 6),
+                    "threshold": round(self.threshold, 6),
+                    "failure_predicted": bool(prob >= self.threshold),
+                    "explanation": summarize_features(attributions[0], ai4i.FEATURE_NAMES),
+                }
+                advance()
+
+    def predict_one(
+        self,
+        *,
+        asset_id: str,
+        product_type: str,
+        air_temperature: float,
+        process_temperature: float,
+        rotational_speed: float,
+        torque: float,
+        tool_wear: float,
+    ) -> dict[str, Any]:
+        """Payload for one machine state (units as in AI4I: K, K, rpm, Nm, min).
+
+        Raises:
+            MLInputError: the type is not L/M/H or a value is not finite.
+        """
+        values = [air_temperature, process_temperature, rotational_speed, torque, tool_wear]
+        if product_type not in ai4i.TYPES:
+            raise MLInputError(f"product type is {product_type!r}, expected one of L, M, H")
+        for name, value in zip(ai4i.PROCESS_COLUMNS, values, strict=True):
+            if not math.isfinite(float(value)):
+                raise MLInputError(f"{name} is {value!r}, expected a finite number")
+        rows = ai4i.Rows(
+            path=Path("input"),
+            ids=[asset_id],
+            raw=np.array([[ai4i.TYPES.index(product_type), *values]], dtype=np.float64),
+            labels=None,
+            lines=np.array([1]),
+        )
+        return next(self.predict_rows(rows))
