@@ -86,17 +86,19 @@ def _score_engines(service: Any, runner: Any) -> list[dict[str, Any]]:
         digest = runner.digest_for("rul")
     except NotFound:
         return []
-    from ml.data.cmapss import read_engines
+    from ml.data.cmapss import read_trajectories
 
     predictor = runner.predictor(digest)
     out: list[dict[str, Any]] = []
     sample = next((SAMPLES / "cmapss").glob("test_FD001*.txt"))
-    for engine_id, cycles in read_engines(sample).items():
+    # Engines too short for a window get no prediction yet; the rest are scored one by one.
+    traj = read_trajectories(sample)
+    for engine_id, rows in traj.engine_slices().items():
         asset = f"engine-{engine_id}"
         try:
-            payload = predictor.predict_window(cycles, asset=asset)
+            payload = predictor.predict_window(traj.rows[rows], asset=asset, source=sample.name)
         except ValueError:
-            continue  # too few cycles for a window: nothing to predict yet
+            continue
         out.append(sign_prediction(service, "prediction", payload, "operator"))
         with service.dep.store.transaction() as conn:
             exists = conn.execute(
