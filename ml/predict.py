@@ -101,8 +101,9 @@ class RULPredictor:
 
         `rows` is either file rows (n_cycles, 26: unit, cycle, 3 settings, 21 sensors) or what
         the service receives, consecutive cycles without unit and cycle columns (n_cycles, 24),
-        which are then numbered 1..n. Only the last `window` rows are used; engines shorter
-        than the window are padded. `asset` names the engine in the payload.
+        which are then numbered 1..n: the history from the engine's first cycle. The model
+        uses the first `baseline_cycles` rows and the last `window` rows; engines shorter than
+        the window are padded. `asset` names the engine in the payload.
 
         Raises:
             MLInputError: wrong shape, NaN, non-integer unit/cycle, more than one engine, or

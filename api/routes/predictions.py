@@ -19,7 +19,8 @@ class RULRequest(BaseModel):
     asset: str = Field(min_length=1, max_length=128, description="engine / machine id")
     cycles: list[list[float]] = Field(
         min_length=1,
-        description="the asset's latest cycles, oldest first: 3 settings and 21 sensors each",
+        description="the asset's cycles from its first one, oldest first: 3 settings and 21 "
+        "sensors each (the model compares the latest cycles with the first ones)",
     )
     model: str | None = Field(None, description="manifest digest; default: this server's RUL model")
 
@@ -66,7 +67,7 @@ def _runner(service: Any) -> Any:
 
 @router.post("/rul", status_code=201, response_model=PredictionPublic)
 def predict_rul(body: RULRequest, caller: Predictor, service: ServiceDep) -> dict[str, Any]:
-    """Remaining useful life for an asset from its recent cycles, with 80% and 90% intervals."""
+    """Remaining useful life for an asset from its cycle history, with 80% and 90% intervals."""
     import numpy as np
 
     runner = _runner(service)

@@ -44,13 +44,16 @@ def test_input_digest_covers_exactly_the_rows_used(rul_predictor: RULPredictor) 
     expected = hashlib.sha256(engine.astype("<f4").tobytes()).hexdigest()
     assert record["input_digest"] == "0x" + expected
     assert record["input_shape"] == [len(engine), 26]
-    long = traj.rows[traj.units == next(u for u, n in lengths.items() if n > window + 10)]
+    base = rul_predictor.prep.baseline_cycles
+    long_unit = next(u for u, n in lengths.items() if n > base + window + 10)
+    long = traj.rows[traj.units == long_unit]
     rows = rul_predictor.prep.used_rows(len(long))
-    assert len(rows) < len(long)
+    assert len(rows) == base + window < len(long)
     assert input_digest(long[rows]) == rul_predictor.predict_window(long)["input_digest"]
     # A change in a row the model does not see leaves the prediction and digest alone...
+    unused = next(i for i in range(len(long)) if i not in set(rows.tolist()))
     edited = long.copy()
-    edited[0, 10] += 1
+    edited[unused, 10] += 1
     assert rul_predictor.predict_window(edited) == rul_predictor.predict_window(long)
     # ...and a change in one it sees moves the digest.
     edited[-1, 10] += 1
@@ -98,6 +101,10 @@ def test_batch_path_agrees_with_single_windows(rul_predictor: RULPredictor) -> N
             r"rows of 2 engines",
         ),
         (np.ones((40, 23)), r"input: expected rows of 26 columns"),
+        (
+            np.column_stack([np.ones(20), np.arange(5, 25), np.ones((20, 24))]),
+            r"input:1: engine 1 starts at cycle 5, expected its history from cycle 1",
+        ),
         (np.ones((10, 24)), r"input:10: engine 1 has 10 cycles, expected at least 15"),
     ],
 )
