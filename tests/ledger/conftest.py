@@ -19,6 +19,33 @@ from tests.conftest import postgres_schema
 DOMAIN = Domain(chain_id=131277322940537, verifying_contract="0x" + "ab" * 20)
 
 
+@dataclass(frozen=True)
+class JcsVector:
+    """One RFC 8785 known answer from ../shared/standards/rfc8785."""
+
+    name: str
+    value: Any  # the parsed input
+    output: bytes  # the expected canonical bytes
+    output_hex: bytes  # the same, from the vector's hex file
+
+
+def rfc8785_vectors(shared_dir: Path) -> list[JcsVector]:
+    import json
+
+    root = shared_dir / "standards" / "rfc8785"
+    vectors = [
+        JcsVector(
+            name=p.stem,
+            value=json.loads(p.read_text(encoding="utf-8")),
+            output=(root / "output" / p.name).read_bytes().rstrip(b"\n"),
+            output_hex=bytes.fromhex((root / "outhex" / f"{p.stem}.txt").read_text()),
+        )
+        for p in sorted((root / "input").glob("*.json"))
+    ]
+    assert len(vectors) >= 6, f"{root}: expected the RFC 8785 vectors, found {len(vectors)}"
+    return vectors
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from ledger.canonical import canonical_json, fast_canonical_json
 from ledger.records import Record
+from tests.ledger.conftest import rfc8785_vectors
 
 ADDR = "0x" + "11" * 20
 
@@ -36,17 +37,13 @@ def ours(value: Any) -> tuple[str, bytes | str]:
 
 def test_rfc8785_vectors(shared_dir: Path) -> None:
     root = shared_dir / "standards" / "rfc8785"
-    names = sorted(p.stem for p in (root / "input").glob("*.json"))
-    assert len(names) >= 6
-    for name in names:
-        data = json.loads((root / "input" / f"{name}.json").read_text(encoding="utf-8"))
-        want = (root / "output" / f"{name}.json").read_bytes().rstrip(b"\n")
-        assert canonical_json(data) == want, name
+    for v in rfc8785_vectors(shared_dir):
+        assert canonical_json(v.value) == v.output, v.name
         # Where the fast path answers (no exponent floats), it answers the vector itself.
-        fast = fast_canonical_json(data)
-        assert fast is None or fast == want, name
-        rec = Record.new("note", {"v": data}, participant="p", address=ADDR)
-        assert b'"payload":{"v":' + want + b"}" in rec.canonical_bytes()
+        fast = fast_canonical_json(v.value)
+        assert fast is None or fast == v.output, v.name
+        rec = Record.new("note", {"v": v.value}, participant="p", address=ADDR)
+        assert b'"payload":{"v":' + v.output + b"}" in rec.canonical_bytes()
     # The vectors exercise both paths: string escapes and key order go fast, the number
     # formatting vector (1e+30, 4.5e-7, ...) goes to rfc8785.
     assert (

@@ -13,24 +13,19 @@ from hypothesis import strategies as st
 from ledger.errors import InputError
 from ledger.merkle import hash_leaf
 from ledger.records import Record, commitment
+from tests.ledger.conftest import rfc8785_vectors
 
 ADDR = "0x" + "11" * 20
 
 
 def test_rfc8785_vectors(shared_dir: Path) -> None:
-    root = shared_dir / "standards" / "rfc8785"
-    names = sorted(p.stem for p in (root / "input").glob("*.json"))
-    assert len(names) >= 6
-    for name in names:
-        data = json.loads((root / "input" / f"{name}.json").read_text(encoding="utf-8"))
-        want = (root / "output" / f"{name}.json").read_bytes().rstrip(b"\n")
-        want_hex = bytes.fromhex((root / "outhex" / f"{name}.txt").read_text())
-        got = rfc8785.dumps(data)
-        assert got == want, name
-        assert got == want_hex, name
+    for v in rfc8785_vectors(shared_dir):
+        got = rfc8785.dumps(v.value)
+        assert got == v.output, v.name
+        assert got == v.output_hex, v.name
         # A record carrying the vector as its payload embeds exactly those bytes.
-        rec = Record.new("note", {"v": data}, participant="p", address=ADDR)
-        assert b'"payload":{"v":' + want + b"}" in rec.canonical_bytes()
+        rec = Record.new("note", {"v": v.value}, participant="p", address=ADDR)
+        assert b'"payload":{"v":' + v.output + b"}" in rec.canonical_bytes()
 
 
 def test_commitment_and_leaf() -> None:
