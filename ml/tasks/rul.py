@@ -51,6 +51,7 @@ LEVELS = (0.8, 0.9)
 BIN_EDGES = (40.0, 80.0)
 SPLIT = (0.7, 0.1)  # train, validation; the rest is held out
 N_CUTS = 10
+CAL_CUTS = 100  # calibration cuts per held-out engine
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,10 +98,12 @@ def all_window_ends(lengths: dict[int, int], start: int) -> dict[int, np.ndarray
     return {u: np.arange(start, n + 1) for u, n in lengths.items()}
 
 
-def cut_points(lengths: dict[int, int], seed: int, min_cycles: int) -> dict[int, np.ndarray]:
-    """N_CUTS random cut points per engine, uniform over [min_cycles, length - 1]."""
-    rng = np.random.default_rng([seed, 2])
-    return {u: rng.integers(min_cycles, n, size=N_CUTS) for u, n in sorted(lengths.items())}
+def cut_points(
+    lengths: dict[int, int], seed: int, min_cycles: int, *, n: int = N_CUTS, stream: int = 2
+) -> dict[int, np.ndarray]:
+    """`n` random cut points per engine, uniform over [min_cycles, length - 1]."""
+    rng = np.random.default_rng([seed, stream])
+    return {u: rng.integers(min_cycles, m, size=n) for u, m in sorted(lengths.items())}
 
 
 def targets(lengths: dict[int, int], ends: dict[int, np.ndarray], cap: float) -> np.ndarray:
@@ -185,6 +188,13 @@ def holdout_report(
     true_cut = targets(lengths, cuts, prep.cap)
     engine_all = np.concatenate([np.full(len(e), u) for u, e in every.items()])
     engine_cut = np.concatenate([np.full(len(e), u) for u, e in cuts.items()])
+    # Calibration residuals: CAL_CUTS cuts per engine from their own random stream, so every
+    # engine weighs the same (all windows would weigh long-lived engines more) and the
+    # residuals follow the distribution the intervals are judged on.
+    cal_cuts = cut_points(lengths, seed, prep.min_cycles, n=CAL_CUTS, stream=5)
+    pred_cal = predict_batches(model, prep.windows(traj, cal_cuts), cap=prep.cap)
+    true_cal = targets(lengths, cal_cuts, prep.cap)
+    engine_cal = np.concatenate([np.full(len(e), u) for u, e in cal_cuts.items()])
 
     # Cross-fitted coverage: each half of the held-out engines is scored with intervals
     # calibrated on the other half.
@@ -195,8 +205,8 @@ def holdout_report(
     hits_all: dict[float, list[np.ndarray]] = {lv: [] for lv in LEVELS}
     widths: dict[float, list[np.ndarray]] = {lv: [] for lv in LEVELS}
     for cal, test in (halves, halves[::-1]):
-        cal_mask = np.isin(engine_all, cal)
-        ci = _calibrate(pred_all[cal_mask], true_all[cal_mask], prep.cap)
+        cal_mask = np.isin(engine_cal, cal)
+        ci = _calibrate(pred_cal[cal_mask], true_cal[cal_mask], prep.cap)
         for lv in LEVELS:
             m = np.isin(engine_cut, test)
             lo, hi = ci.interval(pred_cut[m], lv)
@@ -222,7 +232,7 @@ def holdout_report(
             float(np.mean(np.concatenate(hits_all[lv]))), 4
         )
         metrics[f"width_{pct}"] = round(float(np.mean(np.concatenate(widths[lv]))), 3)
-    return metrics, _calibrate(pred_all, true_all, prep.cap)
+    return metrics, _calibrate(pred_cal, true_cal, prep.cap)
 
 
 def _calibrate(pred: np.ndarray, true: np.ndarray, cap: float) -> ConformalIntervals:

@@ -123,7 +123,7 @@ def test_shipped_model_holdout_metrics_reproduce(shared_dir: Path, tmp_path: Pat
     # docs/ml-maintenance.md: seed 0 scores 11.4 (five seeds: 11.3 +- 1.0).
     assert got["rmse"] < 12.5
     assert got["n_engines"] == 20
-    # Cross-fitted on halves of 20 engines, so coverage is coarse: 74.5% and 79.5% here.
+    # Cross-fitted on halves of 20 engines, so coverage is coarse: 74% and 79% here.
     assert 0.7 <= got["coverage_80"] <= got["coverage_90"] <= 1.0
     assert got["width_80"] < got["width_90"]
 
