@@ -44,6 +44,31 @@ def input_digest(values: np.ndarray) -> str:
     return "0x" + hashlib.sha256(np.ascontiguousarray(values, dtype="<f4").tobytes()).hexdigest()
 
 
+def rul_predictions(
+    model: RULNet, inputs: np.ndarray, *, cap: float, batch: int = 4096
+) -> np.ndarray:
+    """Predicted RUL for preprocessed windows (n, window, F), clipped to [0, cap]."""
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(inputs), batch):
+            out.append(model(torch.from_numpy(inputs[i : i + batch])).numpy())
+    pred = np.concatenate(out) if out else np.zeros(0, np.float32)
+    return np.clip(pred, 0.0, cap)
+
+
+def failure_probabilities(
+    model: FailureEnsemble, scaler: ai4i.Scaler, raw: np.ndarray, *, batch: int = 8192
+) -> np.ndarray:
+    """Failure probability for raw rows (n, 6): type index, then the 5 process values."""
+    x = scaler.transform(ai4i.engineer(np.asarray(raw, dtype=np.float64)))
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch):
+            out.append(model(torch.from_numpy(x[i : i + batch])).numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
 def _load(model_dir: Path, task: str) -> tuple[ModelManifest, dict[str, Any]]:
     manifest = load_manifest(Path(model_dir))
     if manifest.task != task:
@@ -87,12 +112,7 @@ class RULPredictor:
 
     def predict_inputs(self, inputs: np.ndarray, *, batch: int = 4096) -> np.ndarray:
         """Predicted RUL for preprocessed windows (n, window, F), clipped to [0, cap]."""
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(inputs), batch):
-                out.append(self.model(torch.from_numpy(inputs[i : i + batch])).numpy())
-        pred = np.concatenate(out) if out else np.zeros(0, np.float32)
-        return np.clip(pred, 0.0, self.prep.cap)
+        return rul_predictions(self.model, inputs, cap=self.prep.cap, batch=batch)
 
     def predict_window(
         self, rows: np.ndarray, *, asset: str | None = None, source: str = "input"
@@ -203,12 +223,7 @@ class FailurePredictor:
 
     def predict_proba(self, raw: np.ndarray, *, batch: int = 8192) -> np.ndarray:
         """Failure probability for raw rows (n, 6): type index, then the 5 process values."""
-        x = self.inputs(np.asarray(raw, dtype=np.float64))
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(x), batch):
-                out.append(self.model(torch.from_numpy(x[i : i + batch])).numpy())
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+        return failure_probabilities(self.model, self.scaler, raw, batch=batch)
 
     def predict_rows(
         self, rows: ai4i.Rows, *, progress_bar: bool = False

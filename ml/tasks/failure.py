@@ -20,6 +20,7 @@ import torch
 from ml._progress import Advance, progress
 from ml.data import ai4i
 from ml.models.failure import FailureConfig, FailureEnsemble, FailureNet
+from ml.predict import failure_probabilities
 from ml.tasks import EvalArgs, MLInputError, PredictArgs, TrainArgs
 
 OUTER_FOLDS = 5
@@ -129,11 +130,6 @@ def fit_ensemble(
     return ensemble, scaler, threshold, float(oof_f1)
 
 
-def _proba(model: FailureEnsemble, scaler: ai4i.Scaler, raw: np.ndarray) -> np.ndarray:
-    with torch.inference_mode():
-        return model(torch.from_numpy(scaler.transform(ai4i.engineer(raw)))).numpy()
-
-
 def cross_validate(
     rows: ai4i.Rows, config: FailureConfig, settings: TrainSettings, *, seed: int, show: bool
 ) -> dict[str, Any]:
@@ -153,7 +149,7 @@ def cross_validate(
                 seed=seed * 10 + i,
                 advance=advance,
             )
-            prob = _proba(model, scaler, rows.raw[test])
+            prob = failure_probabilities(model, scaler, rows.raw[test])
             per_fold.append(
                 {
                     **classification_metrics(labels[test], prob, threshold),

@@ -39,6 +39,7 @@ from ml.data.cmapss import (
     subset_layout,
 )
 from ml.models.rul import RULConfig, RULNet
+from ml.predict import rul_predictions
 from ml.tasks import EvalArgs, MLInputError, PredictArgs, TrainArgs
 
 WINDOW = 90
@@ -115,19 +116,6 @@ def set_seed(seed: int) -> None:
     np.random.seed(seed)
 
 
-def predict_batches(
-    model: RULNet, inputs: np.ndarray, *, cap: float, batch: int = 4096
-) -> np.ndarray:
-    """Predicted RUL for (n, window, F) inputs, clipped to the target's range [0, cap]."""
-    model.eval()
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(inputs), batch):
-            out.append(model(torch.from_numpy(inputs[i : i + batch])).numpy())
-    pred = np.concatenate(out) if out else np.zeros(0, np.float32)
-    return np.clip(pred, 0.0, cap)
-
-
 def fit_network(
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray],
@@ -158,7 +146,7 @@ def fit_network(
                 loss.backward()
                 opt.step()
                 sched.step()
-            score = rmse(predict_batches(model, val[0], cap=cap), val[1])
+            score = rmse(rul_predictions(model, val[0], cap=cap), val[1])
             curve.append(round(score, 3))
             if score < best[0]:
                 best = (score, {k: v.clone() for k, v in model.state_dict().items()}, epoch)
@@ -182,9 +170,9 @@ def holdout_report(
     lengths = _lengths(traj, holdout)
     every = all_window_ends(lengths, prep.min_cycles)
     cuts = cut_points(lengths, seed, prep.min_cycles)
-    pred_all = predict_batches(model, prep.windows(traj, every), cap=prep.cap)
+    pred_all = rul_predictions(model, prep.windows(traj, every), cap=prep.cap)
     true_all = targets(lengths, every, prep.cap)
-    pred_cut = predict_batches(model, prep.windows(traj, cuts), cap=prep.cap)
+    pred_cut = rul_predictions(model, prep.windows(traj, cuts), cap=prep.cap)
     true_cut = targets(lengths, cuts, prep.cap)
     engine_all = np.concatenate([np.full(len(e), u) for u, e in every.items()])
     engine_cut = np.concatenate([np.full(len(e), u) for u, e in cuts.items()])
@@ -192,7 +180,7 @@ def holdout_report(
     # engine weighs the same (all windows would weigh long-lived engines more) and the
     # residuals follow the distribution the intervals are judged on.
     cal_cuts = cut_points(lengths, seed, prep.min_cycles, n=CAL_CUTS, stream=5)
-    pred_cal = predict_batches(model, prep.windows(traj, cal_cuts), cap=prep.cap)
+    pred_cal = rul_predictions(model, prep.windows(traj, cal_cuts), cap=prep.cap)
     true_cal = targets(lengths, cal_cuts, prep.cap)
     engine_cal = np.concatenate([np.full(len(e), u) for u, e in cal_cuts.items()])
 
