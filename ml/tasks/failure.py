@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import torch
 
 from ml._progress import Advance, progress
 from ml.data import ai4i
-from ml.models.failure import FailureConfig, FailureEnsemble, FailureNet
+from ml.models.failure import FailureConfig, FailureEnsemble, FailureNet, rank_pairs
 from ml.predict import failure_probabilities
 from ml.tasks import EvalArgs, MLInputError, PredictArgs, TrainArgs
 
@@ -28,9 +28,10 @@ OUTER_FOLDS = 5
 
 @dataclass(frozen=True, kw_only=True)
 class TrainSettings:
-    steps: int = 300  # full-batch AdamW steps per member (a few thousand rows fit in memory)
-    lr: float = 1e-2
-    weight_decay: float = 0.0
+    steps: int = 600  # full-batch Adam steps per member (a few thousand rows fit in memory)
+    lr: float = 5e-2
+    unary_steps: int = 300  # the unary model whose residuals rank the feature pairs
+    max_pairs: int = 8  # feature pairs given corner units
 
 
 def set_seed(seed: int) -> None:
@@ -85,7 +86,8 @@ def _fit_member(
     torch.manual_seed(seed)
     member = FailureNet(config)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))
-    opt = torch.optim.AdamW(member.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    member.init_thresholds(xt)
+    opt = torch.optim.Adam(member.parameters(), lr=settings.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=settings.steps)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     member.train()
@@ -107,13 +109,26 @@ def fit_ensemble(
     seed: int,
     advance: Advance,
 ) -> tuple[FailureEnsemble, ai4i.Scaler, float, float]:
-    """Fit scaler, members (each on all but one inner fold) and the F1 threshold.
+    """Fit scaler, feature pairs, members (each on all but one inner fold) and the F1
+    threshold. `config.pairs` is replaced by the pairs chosen here.
 
     Returns (ensemble, scaler, threshold, out-of-fold F1 at that threshold).
     """
     features = ai4i.engineer(raw)
     scaler = ai4i.Scaler.fit(features)
     x = scaler.transform(features)
+    unary = _fit_member(
+        x,
+        labels,
+        replace(config, pairs=()),
+        replace(settings, steps=settings.unary_steps),
+        seed * 1000 + config.members,
+    )
+    with torch.inference_mode():
+        prob = torch.sigmoid(unary(torch.from_numpy(x))).numpy()
+    pairs = rank_pairs(x, labels, prob, n_linear=config.n_linear)[: settings.max_pairs]
+    config = replace(config, pairs=tuple(pairs))
+    advance()
     ensemble = FailureEnsemble(config)
     oof = np.zeros(len(labels))
     for k, held in enumerate(ai4i.stratified_folds(labels, config.members, seed)):
@@ -138,7 +153,7 @@ def cross_validate(
     labels = rows.labels
     folds = ai4i.stratified_folds(labels, OUTER_FOLDS, seed)
     per_fold = []
-    with progress("cross-validation", OUTER_FOLDS * config.members, enabled=show) as advance:
+    with progress("cross-validation", OUTER_FOLDS * (config.members + 1), enabled=show) as advance:
         for i, test in enumerate(folds):
             train = np.setdiff1d(np.arange(len(labels)), test)
             model, scaler, threshold, _ = fit_ensemble(
@@ -173,11 +188,13 @@ def train(args: TrainArgs) -> dict[str, Any]:
     rows = ai4i.read_rows(Path(args.csv), require_labels=True)
     assert rows.labels is not None
     config = FailureConfig(n_features=len(ai4i.FEATURE_NAMES))
-    settings = TrainSettings(steps=args.epochs) if args.epochs else TrainSettings()
+    settings = TrainSettings()
+    if args.epochs:  # steps per member; the unary ranking model gets half as many
+        settings = TrainSettings(steps=args.epochs, unary_steps=max(1, args.epochs // 2))
     started = time.perf_counter()
     set_seed(args.seed)
     cv = cross_validate(rows, config, settings, seed=args.seed, show=args.progress)
-    with progress("final model", config.members, enabled=args.progress) as advance:
+    with progress("final model", config.members + 1, enabled=args.progress) as advance:
         model, scaler, threshold, oof_f1 = fit_ensemble(
             rows.raw,
             rows.labels,
@@ -204,16 +221,16 @@ def train(args: TrainArgs) -> dict[str, Any]:
         model.state_dict(),
         name=name,
         task="failure",
-        architecture="FailureEnsemble: mean probability of pairwise additive networks "
-        "(ml/models/failure.py)",
+        architecture="FailureEnsemble: mean probability of additive networks of learned soft "
+        "thresholds and pairwise corners (ml/models/failure.py)",
         config={
-            "model": config.to_dict(),
+            "model": model.config.to_dict(),
             "training": {
                 **asdict(settings),
                 "seed": args.seed,
                 "loss": "binary cross-entropy on Machine failure",
-                "optimizer": "AdamW full batch, cosine decay; "
-                "member k trained without inner fold k",
+                "optimizer": "Adam full batch, cosine decay; member k trained without inner fold k",
+                "pair_rule": "top max_pairs by residual score of a unary model (rank_pairs)",
             },
             "threshold": threshold,
             "threshold_rule": "maximum F1 on the members' out-of-fold predictions",
