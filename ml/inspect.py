@@ -79,7 +79,7 @@ class DefectPredictor:
         classes: Sequence[str],
         views: int = 1,
     ) -> None:
-        self.model = model.eval()
+        self.model = model.fused()  # batch norms folded into the convolutions
         self.manifest = manifest
         self.manifest_digest = manifest.digest()
         self.temperature = temperature

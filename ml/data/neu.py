@@ -273,17 +273,20 @@ class AugmentConfig:
     """Augmentation suited to grey steel texture: no colour, any orientation, mild optics.
 
     There is no brightness or linear contrast jitter: per-image standardisation cancels both
-    exactly. Gamma changes the tone curve, which standardisation does not undo.
+    exactly. Gamma changes the tone curve, which standardisation does not undo. Lighting, blur
+    and noise are applied at camera resolution (200 px, grey levels), before resampling, as a
+    camera delivers them: noise added after downscaling is whiter than sensor noise seen through
+    the model's area downscale, and a model trained on one is not robust to the other.
     """
 
     min_scale: float = 0.85  # random crop side, as a fraction of the image side
     max_shift: float = 0.1  # crop centre shift, fraction of the side
     gamma: float = 0.25  # tone curve x ** g with log g uniform in +/- log(1 + gamma)
-    gradient: float = 0.5  # uneven lighting: a linear ramp of gain, peak-to-peak
-    p_blur: float = 0.25
-    max_blur_sigma: float = 1.0  # in output pixels
-    p_noise: float = 0.25
-    max_noise: float = 0.04  # Gaussian noise std in [0, 1] grey units
+    gradient: float = 0.8  # uneven lighting: a linear ramp of gain, peak-to-peak
+    p_blur: float = 0.3
+    max_blur_sigma: float = 2.0  # in camera pixels
+    p_noise: float = 0.5
+    max_noise: float = 0.08  # Gaussian noise std in [0, 1] grey units (0.08 = 20 grey levels)
 
 
 def augment(
@@ -291,8 +294,9 @@ def augment(
 ) -> torch.Tensor:
     """Random training views of a batch: (n, 200, 200) uint8 -> (n, 1, size, size) float.
 
-    One `grid_sample` does crop, shift, both flips and 90-degree turns at once (defects have no
-    preferred orientation on a strip), then photometric jitter, then standardisation.
+    Photometric jitter at camera resolution, then one `grid_sample` for crop, shift, both flips
+    and 90-degree turns at once (defects have no preferred orientation on a strip), then
+    standardisation.
     """
     n = images.shape[0]
     g = generator
@@ -301,6 +305,23 @@ def augment(
     def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(*(shape or (n,)), generator=g)
 
+    # Photometric, at camera resolution: tone curve, lighting ramp, blur, sensor noise.
+    side = x.shape[-1]
+    log_g = math.log(1 + cfg.gamma)
+    x = x.clamp_min(1e-4) ** u(-log_g, log_g).exp().view(n, 1, 1, 1)
+    x = x * lighting_ramp(n, side, u(0, cfg.gradient), u(0, 2 * math.pi))
+    blur = torch.rand(n, generator=g) < cfg.p_blur
+    if blur.any():
+        sigma = u(0.3, cfg.max_blur_sigma, int(blur.sum()))
+        x[blur] = gaussian_blur(x[blur], sigma)
+    noisy = torch.rand(n, generator=g) < cfg.p_noise
+    if noisy.any():
+        m = int(noisy.sum())
+        noise = torch.randn(m, 1, side, side, generator=g) * u(0, cfg.max_noise, m).view(m, 1, 1, 1)
+        x[noisy] += noise
+    x = x.clamp(0.0, 1.0)
+
+    # Geometric: crop, shift, flips and 90-degree turns in one grid_sample.
     scale = u(cfg.min_scale, 1.0)
     k = torch.randint(0, 4, (n,), generator=g).float() * (math.pi / 2)
     flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
@@ -319,23 +340,7 @@ def augment(
     # downscale by area to about the crop's output resolution first.
     pre = F.interpolate(x, size=(round(size * 1.25), round(size * 1.25)), mode="area")
     x = F.grid_sample(pre, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-
-    # Photometric: tone curve and a linear lighting ramp.
-    log_g = math.log(1 + cfg.gamma)
-    x = x.clamp_min(1e-4) ** u(-log_g, log_g).exp().view(n, 1, 1, 1)
-    x = x * lighting_ramp(n, size, u(0, cfg.gradient), u(0, 2 * math.pi))
-
-    blur = torch.rand(n, generator=g) < cfg.p_blur
-    if blur.any():
-        sigma = u(0.3, cfg.max_blur_sigma, int(blur.sum()))
-        x[blur] = gaussian_blur(x[blur], sigma)
-    noisy = torch.rand(n, generator=g) < cfg.p_noise
-    if noisy.any():
-        m = int(noisy.sum())
-        x[noisy] += torch.randn(m, 1, size, size, generator=g) * u(0, cfg.max_noise, m).view(
-            m, 1, 1, 1
-        )
-    return standardise(x.clamp(0.0, 1.0))
+    return standardise(x)
 
 
 def lighting_ramp(n: int, size: int, strength: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from ml.models.defect import DefectNetConfig
 from ml.tasks import EvalArgs, MLInputError
 from ml.tasks.defect import (
     TrainConfig,
+    choose_views,
     classification_metrics,
     evaluate,
     fit,
@@ -66,6 +67,26 @@ def test_tiny_training_run_writes_a_usable_model(neu_images: Path, tmp_path: Pat
     # Its split was cut from 10 images per class: the full folder must not pass for it.
     with pytest.raises(MLInputError, match="not the folder this model was trained on"):
         refinalize(out, neu_images, tmp_path / "again")
+
+
+def test_more_views_only_for_a_significant_gain() -> None:
+    from ml.inspect import view_logits
+    from ml.models.defect import DefectNet
+
+    torch.manual_seed(0)
+    model = DefectNet(TINY).eval()
+    x = torch.randn(60, 1, 48, 48)
+    one, eight = view_logits(model, x, 1).argmax(1), view_logits(model, x, 8).argmax(1)
+    # Labels the single view gets all right: no number of views can beat it.
+    views, logits, evidence = choose_views(model, x, one)
+    assert views == 1 and evidence["chosen"] == 1
+    torch.testing.assert_close(logits, view_logits(model, x, 1))
+    # Labels eight views get all right, and one view misses many: more views win, on evidence.
+    assert int((one != eight).sum()) >= 10
+    views, _, evidence = choose_views(model, x, eight)
+    assert views > 1
+    chosen = evidence[str(views)]
+    assert chosen["p_value"] < 0.05 and chosen["fixed"] > chosen["broken"]
 
 
 def test_classification_metrics_known_answer() -> None:
