@@ -42,7 +42,7 @@ class FailureConfig:
     thresholds: int = 32  # soft-step units per continuous feature
     pairs: tuple[tuple[int, int], ...] = ()  # feature pairs with corner units (chosen from data)
     corners: int = 4  # corner units per pair
-    slope: float = 16.0  # initial steepness of every step, per unit of the (standardised) input
+    slope: float = 32.0  # initial steepness of every step, per unit of the (standardised) input
     members: int = 5
 
     def to_dict(self) -> dict[str, Any]:
