@@ -1,6 +1,6 @@
 """Benchmark the steel-defect classifier: training time, inference throughput, plots.
 
-    python bench/defect.py            # full: one complete training run (several minutes)
+    python bench/defect.py            # full: one complete training run (80 epochs, ~25 min quiet)
     python bench/defect.py --quick    # one training epoch, throughput, plots: under a minute
     python bench/defect.py --json     # the figures as one JSON object on the last line
 

@@ -59,7 +59,7 @@ def lookup(log: Log, id: str) -> StoredRecord:
         if len(leaf) != 32:
             raise ApiError(422, "invalid_id", f"leaf hash is {len(leaf)} bytes, expected 32")
         return log.find(leaf)
-    if not id.isdigit():
+    if not (id.isascii() and id.isdigit()):  # isdigit alone accepts superscripts
         raise ApiError(422, "invalid_id", f"{id!r} is neither a leaf index nor a 0x leaf hash")
     return log.get(int(id))
 

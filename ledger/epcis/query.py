@@ -147,7 +147,8 @@ def parse_query(params: Mapping[str, Any]) -> tuple[EventQuery, int, str | None]
     per_page = DEFAULT_PER_PAGE
     if "perPage" in given:
         text = _single("perPage", given["perPage"])
-        if not text.isdigit() or not 1 <= int(text) <= MAX_PER_PAGE:
+        # isdigit alone accepts digits int() refuses (superscripts): ASCII digits only.
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PER_PAGE:
             raise QueryParameterError(f"perPage: expected 1 to {MAX_PER_PAGE}, got {text!r}")
         per_page = int(text)
     token = _single("nextPageToken", given["nextPageToken"]) if "nextPageToken" in given else None

@@ -57,6 +57,10 @@ def test_refusals_are_problem_json(plant: Plant) -> None:
         headers={**plant.as_("acme"), "content-type": "application/json"},
     )
     assert big.status_code == 413
+    # Ids that str.isdigit accepts but int() refuses (found by the fuzzer) are a 422, not a 500.
+    for bad in ("%C2%B9", "%D9%A3", "abc"):
+        r = plant.client.get(f"/v1/records/{bad}/receipt", headers=plant.as_("operator"))
+        assert r.status_code == 422 and r.json()["code"] == "invalid_id", bad
 
 
 def test_list_filters_and_pages(plant: Plant) -> None:

@@ -127,6 +127,7 @@ def test_parameter_semantics(indexed: Repo, params: dict[str, Any], want: list[i
         ({"MATCH_epc": "urn:epc:idpat:sgtin"}, "not an EPC pattern URI"),
         ({"eventType": "ThingEvent"}, "eventType: 'ThingEvent' is not one of"),
         ({"perPage": "0"}, "perPage: expected 1 to 1000"),
+        ({"perPage": "\u00b2"}, "perPage: expected 1 to 1000"),  # isdigit, yet not for int()
         ({"orderBy": "eventTime"}, "only recordTime"),
         ({"EQ_action": ""}, "expected at least one value"),
         ({"EQ_action": 5}, "expected a string or a list of strings"),
