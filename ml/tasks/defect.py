@@ -356,15 +356,15 @@ def finalize(
     def score(imgs: torch.Tensor) -> torch.Tensor:
         return torch.softmax(view_logits(model, preprocess(imgs, size), views) / temperature, 1)
 
-    test_logits = view_logits(model, preprocess(images[te], size), views)
+    x_test = preprocess(images[te], size)
+    test_logits = view_logits(model, x_test, views)
     test_probs = torch.softmax(test_logits / temperature, dim=1)
     test = classification_metrics(test_probs, labels[te])
     test["ece_uncalibrated"] = expected_calibration_error(torch.softmax(test_logits, 1), labels[te])
     test.update(review_metrics(test_probs, labels[te], threshold))
     test["robustness"] = robustness(score, images[te], labels[te], seed=seed)
-    test["accuracy_single_view"] = float(
-        (view_logits(model, preprocess(images[te], size), 1).argmax(1) == labels[te]).float().mean()
-    )
+    single = test_logits if views == 1 else view_logits(model, x_test, 1)
+    test["accuracy_single_view"] = float((single.argmax(1) == labels[te]).float().mean())
     validation = classification_metrics(val_probs, labels[va])
     validation.update(review_metrics(val_probs, labels[va], threshold))
     validation["ece_uncalibrated"] = expected_calibration_error(
