@@ -1,12 +1,15 @@
 """Benchmark the steel-defect classifier: training time, inference throughput, plots.
 
-    python bench/defect.py            # full: one complete training run (80 epochs, ~25 min quiet)
+    python bench/defect.py            # full: trains one member (80 epochs, ~25 min quiet)
     python bench/defect.py --quick    # one training epoch, throughput, plots: under a minute
     python bench/defect.py --json     # the figures as one JSON object on the last line
+    python bench/defect.py --quick --no-plots --model DIR   # another model, e.g. an ensemble
 
-Throughput is measured on the shipped model (models/defect-neu) with 2 threads, batched and
-one image at a time in the same run, both for the bare classifier (decoded images in, calibrated
-probabilities out) and end to end (file bytes in, records with a Grad-CAM PNG digest out). The
+Throughput is measured on the shipped model (models/defect-neu, an ensemble) with 2 threads,
+batched and one image at a time in the same run, both for the bare classifier (decoded images
+in, calibrated probabilities out) and end to end (file bytes in, records with a Grad-CAM PNG
+digest out); also one member alone and the ensemble with NCHW rather than channels-last
+weights, to show what each costs or gains. The
 confusion matrix and reliability diagram are drawn for the test split of ../shared (recreated
 and checked against the split digests in the manifest): data the model never trained on and no
 choice was made on.
@@ -15,6 +18,7 @@ choice was made on.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import tempfile
@@ -30,7 +34,7 @@ import torch  # noqa: E402
 
 from ml.data.neu import list_images  # noqa: E402
 from ml.inspect import DefectPredictor  # noqa: E402
-from ml.models.defect import DefectNetConfig  # noqa: E402
+from ml.models.defect import DefectEnsemble, DefectNetConfig  # noqa: E402
 from ml.tasks.defect import (  # noqa: E402
     TrainConfig,
     classification_metrics,
@@ -72,6 +76,19 @@ def throughput(predictor: DefectPredictor, files: list[Path], quick: bool) -> di
     views, predictor.views = predictor.views, 1
     batched_1view = timed(lambda: predictor.probabilities(images, batch_size=64), reps)
     predictor.views = views
+    # What channels-last layout gains (the same folded weights in the default NCHW layout)
+    # and, for an ensemble, what its members cost (one member alone).
+    fast = predictor.model
+    nchw = copy.deepcopy(fast).to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    variants = {"nchw": nchw}
+    if isinstance(fast, DefectEnsemble):
+        variants["one_member"] = fast.nets[0]
+    other: dict[str, float] = {}
+    for key, model in variants.items():
+        predictor.model = model
+        predictor.probabilities(images[:8])
+        other[key] = timed(lambda: predictor.probabilities(images, batch_size=64), reps)
+    predictor.model = fast
     single_n = min(n, 48 if quick else 128)
     single = timed(
         lambda: [predictor.probabilities(images[i : i + 1]) for i in range(single_n)], reps
@@ -81,15 +98,20 @@ def throughput(predictor: DefectPredictor, files: list[Path], quick: bool) -> di
     batched_e2e = timed(lambda: list(predictor.predict_files(paths, explain_dir=None)), 1)
     single_e2e_n = min(n, 24 if quick else 64)
     single_e2e = timed(lambda: [predictor.predict_image(b) for b in blobs[:single_e2e_n]], 1)
-    return {
+    figures = {
         "classify_batched_img_s": rate(n, batched),
         "classify_single_img_s": rate(single_n, single),
         "classify_batched_1view_img_s": rate(n, batched_1view),
+        "classify_batched_nchw_img_s": rate(n, other["nchw"]),
+        "members": len(fast.nets) if isinstance(fast, DefectEnsemble) else 1,
         "views": views,
         "records_batched_img_s": rate(e2e_n, batched_e2e),
         "records_single_img_s": rate(single_e2e_n, single_e2e),
         "n_images": n,
     }
+    if "one_member" in other:
+        figures["classify_batched_one_member_img_s"] = rate(n, other["one_member"])
+    return figures
 
 
 def time_train_steps(model_cfg: DefectNetConfig, steps: int) -> float:
@@ -124,11 +146,12 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print figures as JSON on the last line")
     ap.add_argument("--no-plots", action="store_true", help="do not rewrite docs/img PNGs")
     ap.add_argument("--threads", type=int, default=2, help="intra-op threads for inference")
+    ap.add_argument("--model", type=Path, default=MODEL, help="model directory (default: shipped)")
     opts = ap.parse_args()
     torch.set_num_threads(opts.threads)
     out: dict[str, Any] = {"quick": opts.quick, "threads": torch.get_num_threads()}
 
-    predictor = DefectPredictor.from_dir(MODEL)
+    predictor = DefectPredictor.from_dir(opts.model)
     have_shared = SHARED_IMAGES.is_dir()
     if have_shared:
         data, split = recreate_split(predictor.manifest, SHARED_IMAGES)
@@ -150,7 +173,8 @@ def main() -> None:
     shipped = predictor.manifest.metrics
     out["shipped_train_seconds"] = shipped.get("train_seconds")
     out["shipped_epochs"] = shipped.get("epochs")
-    model_cfg = DefectNetConfig.from_dict(predictor.model.config.to_dict())
+    # Training time is per member: members are trained one after another, alike.
+    model_cfg = DefectNetConfig.from_dict({**predictor.model.config.to_dict(), "members": 1})
     step_s = time_train_steps(model_cfg, steps=3 if opts.quick else 10)
     steps_per_epoch = -(-int(shipped["split"]["train"]) // TrainConfig.batch_size)
     out["train_step_seconds"] = step_s
@@ -170,18 +194,22 @@ def main() -> None:
         out["retrained_test_accuracy"] = res["test"]["accuracy"]
     torch.set_num_threads(opts.threads)  # training picks its own thread count
 
-    shipped = f"{out['views']} view" + ("s" if out["views"] > 1 else "")
+    setting = f"{out['views']} view" + ("s" if out["views"] > 1 else "")
     rows = [
         (
-            f"classify, batched (64), shipped setting ({shipped})",
+            f"classify, batched (64), shipped setting ({setting})",
             f"{out['classify_batched_img_s']:.0f} img/s",
         ),
         ("classify, batched (64), 1 view", f"{out['classify_batched_1view_img_s']:.0f} img/s"),
+        ("classify, batched, NCHW layout", f"{out['classify_batched_nchw_img_s']:.0f} img/s"),
         ("classify, one at a time", f"{out['classify_single_img_s']:.0f} img/s"),
         ("batched / one-at-a-time", f"{out['batched_vs_single']:.1f}x"),
         ("records + Grad-CAM, batched", f"{out['records_batched_img_s']:.0f} img/s"),
         ("records + Grad-CAM, one at a time", f"{out['records_single_img_s']:.0f} img/s"),
     ]
+    if "classify_batched_one_member_img_s" in out:
+        one = out["classify_batched_one_member_img_s"]
+        rows.insert(2, ("classify, batched, one ensemble member alone", f"{one:.0f} img/s"))
     if "test_split" in out:
         t = out["test_split"]
         rows.append(
@@ -200,14 +228,14 @@ def main() -> None:
     if "train_wall_seconds" in out:
         rows.append(
             (
-                f"training, {TrainConfig.epochs} epochs, this run",
+                f"training one member, {TrainConfig.epochs} epochs, this run",
                 f"{out['train_wall_seconds']:.0f} s wall",
             )
         )
     if out["shipped_train_seconds"] is not None:
         rows.append(
             (
-                f"shipped model training loop ({out['shipped_epochs']} epochs)",
+                f"shipped model training loops ({out['members']} x {out['shipped_epochs']} epochs)",
                 f"{out['shipped_train_seconds']:.0f} s",
             )
         )

@@ -36,10 +36,25 @@ def train(
     images: OptPath = None,
     seed: int = 0,
     epochs: Annotated[int | None, typer.Option(help="override the task's default")] = None,
+    init_seed: Annotated[
+        int | None,
+        typer.Option(help="defect: random start of the weights and batches (default: --seed)"),
+    ] = None,
+    members: Annotated[
+        int | None, typer.Option(help="defect: nets in an ensemble (default 1)", min=1)
+    ] = None,
 ) -> None:
     """Train a model and save weights plus manifest."""
     args = TrainArgs(
-        out=out, seed=seed, data_dir=data_dir, subset=subset, csv=csv, images=images, epochs=epochs
+        out=out,
+        seed=seed,
+        data_dir=data_dir,
+        subset=subset,
+        csv=csv,
+        images=images,
+        epochs=epochs,
+        init_seed=init_seed,
+        members=members,
     )
     try:
         metrics = task_module(task).train(args)

@@ -21,7 +21,7 @@ import torch
 from ml.data.neu import CLASSES, ImageError, decode_image, preprocess, sha256_bytes
 from ml.gradcam import grad_cam, overlay_png
 from ml.manifest import ManifestError, ModelManifest, load_manifest, load_tensors
-from ml.models.defect import DefectNet, DefectNetConfig
+from ml.models.defect import DefectModel, DefectNetConfig, build_model
 
 TASK = "defect"
 # Test-time views: the first k of the eight symmetries of the square. Defects have no
@@ -40,7 +40,7 @@ _SYMMETRIES: tuple[Callable[[torch.Tensor], torch.Tensor], ...] = (
 
 
 def view_logits(
-    model: DefectNet, x: torch.Tensor, views: int, *, batch_size: int = 256
+    model: DefectModel, x: torch.Tensor, views: int, *, batch_size: int = 256
 ) -> torch.Tensor:
     """(n, 1, s, s) preprocessed inputs -> (n, classes) logits averaged over `views` views."""
     if views not in TTA_VIEWS:
@@ -72,7 +72,7 @@ class DefectPredictor:
     def __init__(
         self,
         *,
-        model: DefectNet,
+        model: DefectModel,
         manifest: ModelManifest,
         temperature: float,
         review_threshold: float,
@@ -109,10 +109,10 @@ class DefectPredictor:
             raise ManifestError(f"{model_dir}: manifest lacks defect-model fields: {exc}") from exc
         if tuple(classes) != CLASSES:
             raise ManifestError(f"{model_dir}: classes are {classes}, expected {list(CLASSES)}")
-        model = DefectNet(config)
         try:
+            model = build_model(config)
             model.load_state_dict(load_tensors(model_dir))
-        except RuntimeError as exc:
+        except (RuntimeError, ValueError) as exc:
             raise ManifestError(f"{model_dir}: weights do not fit the config: {exc}") from exc
         return cls(
             model=model,

@@ -4,13 +4,16 @@ A small ResNet (He et al. 2016) for single-channel input: a strided stem, four s
 residual blocks that halve the resolution and double the width, global average pooling and a
 linear head. Batch norm everywhere, so it trains fast from scratch on ~1,000 images; no
 pretrained weights exist for it (none can be downloaded here).
+
+`DefectEnsemble` averages the logits of several such nets trained alike from different random
+starts (`members` in the config); `build_model` makes whichever a config describes.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -25,6 +28,7 @@ class DefectNetConfig:
     widths: tuple[int, ...] = (24, 48, 96, 192)  # channels per stage; each stage halves h, w
     blocks: tuple[int, ...] = (1, 1, 1, 1)  # residual blocks per stage
     dropout: float = 0.1
+    members: int = 1  # independently trained nets whose logits are averaged
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -37,7 +41,7 @@ class DefectNetConfig:
         d = dict(d)
         d["widths"] = tuple(d["widths"])
         d["blocks"] = tuple(d["blocks"])
-        return cls(**d)
+        return cls(**d)  # manifests from before ensembles have no "members": one net
 
 
 def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
@@ -74,6 +78,10 @@ class BasicBlock(nn.Module):
 class DefectNet(nn.Module):
     def __init__(self, config: DefectNetConfig) -> None:
         super().__init__()
+        if config.members != 1:
+            raise ValueError(
+                f"a DefectNet is one net; members={config.members} is a DefectEnsemble"
+            )
         if len(config.widths) != len(config.blocks):
             raise ValueError(
                 f"widths has {len(config.widths)} stages, blocks has {len(config.blocks)}"
@@ -106,10 +114,13 @@ class DefectNet(nn.Module):
         return self.classify(self.features(x))
 
     def fused(self) -> DefectNet:
-        """An inference copy with every batch norm folded into the convolution before it.
+        """An inference copy with every batch norm folded into the convolution before it, its
+        weights in channels-last layout.
 
-        The same function as this model in eval mode (to float rounding), with half the
-        memory passes: about 1.8x faster on CPU. Not for training: there is no batch norm left.
+        The same function as this model in eval mode (to float rounding). Folding halves the
+        memory passes (about 1.8x faster on CPU); channels-last lets oneDNN's convolutions run
+        without reordering every activation (about 2x more, inputs of any layout). Not for
+        training: there is no batch norm left.
         """
         model = copy.deepcopy(self).eval()
         for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
@@ -119,7 +130,68 @@ class DefectNet(nn.Module):
                 if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
                     seq[i] = fuse_conv_bn_eval(conv, bn)
                     seq[i + 1] = nn.Identity()
+        return model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+
+class DefectEnsemble(nn.Module):
+    """`config.members` DefectNets of one architecture whose logits are averaged.
+
+    Nets trained alike from different random starts err on different images; the average errs
+    less and is better calibrated (Lakshminarayanan et al. 2017). `features` concatenates the
+    members' last feature maps along channels and `classify` splits them back, so Grad-CAM on
+    an ensemble is the Grad-CAM of its averaged logit with no special case.
+    """
+
+    def __init__(self, config: DefectNetConfig) -> None:
+        super().__init__()
+        if config.members < 2:
+            raise ValueError(f"an ensemble needs 2 or more members, got {config.members}")
+        self.config = config
+        self.members = nn.ModuleList(
+            DefectNet(replace(config, members=1)) for _ in range(config.members)
+        )
+
+    @classmethod
+    def of(cls, nets: list[DefectNet]) -> DefectEnsemble:
+        """An ensemble holding copies of trained `nets`, which must share one config."""
+        configs = {net.config for net in nets}
+        if len(configs) != 1:
+            raise ValueError(f"ensemble members differ in config: {sorted(map(str, configs))}")
+        ensemble = cls(replace(nets[0].config, members=len(nets)))
+        for slot, net in zip(ensemble.members, nets, strict=True):
+            slot.load_state_dict(net.state_dict())
+        return ensemble
+
+    @property
+    def nets(self) -> list[DefectNet]:
+        return [cast(DefectNet, m) for m in self.members]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        # (b, 1, s, s) -> (b, members * widths[-1], h, w)
+        return torch.cat([m.features(x) for m in self.nets], dim=1)
+
+    def classify(self, f: torch.Tensor) -> torch.Tensor:
+        # (b, members * c, h, w) -> mean of the members' logits (b, n_classes)
+        parts = f.chunk(len(self.members), dim=1)
+        logits = [m.classify(p) for m, p in zip(self.nets, parts, strict=True)]
+        return torch.stack(logits).mean(dim=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.features(x))
+
+    def fused(self) -> DefectEnsemble:
+        """An inference copy whose members are `DefectNet.fused` copies."""
+        model = copy.deepcopy(self).eval()
+        model.members = nn.ModuleList(m.fused() for m in self.nets)
         return model
+
+
+DefectModel = DefectNet | DefectEnsemble
+
+
+def build_model(config: DefectNetConfig) -> DefectModel:
+    """The net a config describes: one DefectNet, or an ensemble of `config.members`."""
+    return DefectNet(config) if config.members == 1 else DefectEnsemble(config)
 
 
 def n_parameters(model: nn.Module) -> int:

@@ -31,6 +31,8 @@ class TrainArgs:
     csv: Path | None = None  # failure: AI4I 2020 CSV
     images: Path | None = None  # defect: folder of NEU images, class = file-name prefix
     epochs: int | None = None  # None: the task's default
+    init_seed: int | None = None  # defect: random start of the weights; None: seed
+    members: int | None = None  # defect: nets in the ensemble; None: the task's default
     progress: bool = True
 
 

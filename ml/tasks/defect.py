@@ -2,7 +2,10 @@
 
 Training cuts a class-stratified split of the image folder: `train` fits the weights,
 `validation` picks the epoch (early stopping), the softmax temperature and the review threshold,
-and `test` is used for nothing but the numbers reported in the manifest.
+and `test` is used for nothing but the numbers reported in the manifest. With
+`TrainConfig.members` > 1, that many nets are trained on the same split from different random
+starts (`fit`), then `assemble` averages them into an ensemble and makes the validation-time
+choices for the whole (more accurate on average, slower by the number of members).
 """
 
 from __future__ import annotations
@@ -42,17 +45,34 @@ from ml.data.neu import (
     stratified_split,
 )
 from ml.inspect import TTA_VIEWS, DefectPredictor, view_logits
-from ml.manifest import ModelManifest, data_digests, save_model
-from ml.models.defect import DefectNet, DefectNetConfig, n_parameters
+from ml.manifest import ModelManifest, data_digests, load_manifest, load_tensors, save_model
+from ml.models.defect import (
+    DefectEnsemble,
+    DefectModel,
+    DefectNet,
+    DefectNetConfig,
+    build_model,
+    n_parameters,
+)
 from ml.tasks import EvalArgs, MLInputError, PredictArgs, TrainArgs
 
 MODEL_NAME = "defect-neu"
 ARCHITECTURE = "DefectNet: residual CNN (4 stages of basic blocks), grey input, from scratch"
 
 
+def architecture(config: DefectNetConfig) -> str:
+    if config.members == 1:
+        return ARCHITECTURE
+    return (
+        f"ensemble of {config.members} DefectNets (residual CNN, 4 stages of basic blocks, grey "
+        "input, from scratch) trained from different random starts, logits averaged"
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     epochs: int = 80
+    members: int = 1  # > 1: nets trained from different random starts, averaged by `assemble`
     batch_size: int = 48
     lr: float = 4e-3  # OneCycle peak
     weight_decay: float = 5e-4 * 48  # AdamW decoupled decay, scaled like SGD's 5e-4 at lr ~0.1
@@ -70,7 +90,7 @@ def _set_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def _logits(model: DefectNet, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def _logits(model: DefectModel, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """(n, 1, s, s) preprocessed inputs -> (n, classes) logits, eval mode, no autograd."""
     return view_logits(model, x, 1, batch_size=batch_size)
 
@@ -93,7 +113,7 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor) -> dict[st
 
 
 def choose_views(
-    model: DefectNet, x: torch.Tensor, labels: torch.Tensor, *, alpha: float = 0.05
+    model: DefectModel, x: torch.Tensor, labels: torch.Tensor, *, alpha: float = 0.05
 ) -> tuple[int, torch.Tensor, dict[str, Any]]:
     """The number of test-time views to use, their logits on `x`, and the evidence.
 
@@ -125,28 +145,41 @@ def choose_views(
     return chosen, logits[chosen], evidence
 
 
+# Random training views of each validation image added to the calibration pool (fixed seed).
+CALIBRATION_AUGMENTED_DRAWS = 4
+
+
 def calibration_temperature(
-    model: DefectNet,
+    model: DefectModel,
     images: torch.Tensor,
     labels: torch.Tensor,
     logits: torch.Tensor,
     views: int,
+    aug: AugmentConfig,
 ) -> float:
-    """Softmax temperature fitted on validation `images` (uint8) as they are and under each of
-    PERTURBATIONS, the clean images weighing as much as the perturbed copies together.
+    """Softmax temperature fitted on validation `images` (uint8) as they are and under the
+    conditions the model is meant to work in, each half the weight.
 
-    `logits` are the clean images' (already computed). Clean validation alone is not enough: a
-    model that classifies every clean validation image right gives temperature scaling no error
-    to learn from, its likelihood keeps rising as T -> 0, and it would ship overconfident (this
-    happened: T hit its floor of 0.05). The perturbed copies are conditions the model is meant
-    to keep working under, and they have errors to learn from.
+    The conditions: each of PERTURBATIONS, and CALIBRATION_AUGMENTED_DRAWS random draws of
+    the training augmentation `aug` (lighting, tone, blur, noise, crop, turns). `logits` are
+    the clean images' (already computed). Clean validation alone is not enough: a model that
+    classifies every clean validation image right gives temperature scaling no error to learn
+    from, its likelihood keeps rising as T -> 0, and it would ship overconfident (this
+    happened: T hit its floor of 0.05). The fixed perturbations alone were not enough either:
+    a later run made no error on any of them (T at the floor again). The augmentation draws
+    span the conditions more widely, and every run so far has errors there to learn from.
     """
     size = model.config.input_size
-    perturbed = [
+    conditions = [
         view_logits(model, preprocess(perturb(images, k), size), views) for k in PERTURBATIONS
     ]
-    k = len(perturbed)
-    return fit_temperature(torch.cat([logits] * k + perturbed), labels.repeat(2 * k))
+    gen = torch.Generator().manual_seed(0)
+    conditions += [
+        view_logits(model, augment(images, size, aug, gen), views)
+        for _ in range(CALIBRATION_AUGMENTED_DRAWS)
+    ]
+    k = len(conditions)
+    return fit_temperature(torch.cat([logits] * k + conditions), labels.repeat(2 * k))
 
 
 def review_metrics(probs: torch.Tensor, labels: torch.Tensor, threshold: float) -> dict[str, Any]:
@@ -179,16 +212,70 @@ def robustness(
 def train(args: TrainArgs) -> dict[str, Any]:
     """Train on a NEU image folder and save weights plus manifest to `args.out`.
 
+    `args.seed` cuts the split, `args.init_seed` (default: the same) draws the initial
+    weights and batches. With more than one member, member k is trained from random start
+    `init_seed + k` into `args.out/members/k` (a model directory of its own), then the members
+    are assembled into `args.out`. A member already there, trained with the same settings, is
+    kept: an interrupted run picks up where it stopped.
+
     Raises:
         MLInputError: no image folder given, or it holds no usable labelled images.
     """
     if args.images is None:
         raise MLInputError("the defect task needs --images DIR (NEU images, class = prefix)")
-    cfg = TrainConfig(epochs=args.epochs or TrainConfig.epochs)
-    model_cfg = DefectNetConfig()
-    return fit(
-        args.images, args.out, cfg=cfg, model_cfg=model_cfg, seed=args.seed, progress=args.progress
+    cfg = TrainConfig(
+        epochs=args.epochs or TrainConfig.epochs, members=args.members or TrainConfig.members
     )
+    model_cfg = DefectNetConfig()
+    init_seed = args.seed if args.init_seed is None else args.init_seed
+    if cfg.members == 1:
+        return fit(
+            args.images,
+            args.out,
+            cfg=cfg,
+            model_cfg=model_cfg,
+            seed=args.seed,
+            init_seed=init_seed,
+            progress=args.progress,
+        )
+    member_dirs = []
+    for k in range(cfg.members):
+        member_dir = args.out / "members" / str(k)
+        if not _trained_alike(member_dir, cfg, model_cfg, args.seed, init_seed + k):
+            fit(
+                args.images,
+                member_dir,
+                cfg=cfg,
+                model_cfg=model_cfg,
+                seed=args.seed,
+                init_seed=init_seed + k,
+                progress=args.progress,
+            )
+        member_dirs.append(member_dir)
+    return assemble(member_dirs, args.images, args.out)
+
+
+def _trained_alike(
+    model_dir: Path, cfg: TrainConfig, model_cfg: DefectNetConfig, seed: int, init_seed: int
+) -> bool:
+    """Whether `model_dir` holds a finished member trained exactly as asked."""
+    if not (model_dir / "manifest.json").exists():
+        return False
+    try:
+        manifest = load_manifest(model_dir)
+    except Exception:  # unreadable or torn: train it again
+        return False
+    return (
+        DefectNetConfig.from_dict(manifest.config) == model_cfg
+        and manifest.preprocessing.get("training") == _training_record(cfg)
+        and manifest.metrics.get("split", {}).get("seed") == seed
+        and manifest.metrics.get("init_seed") == init_seed
+    )
+
+
+def _training_record(cfg: TrainConfig) -> dict[str, Any]:
+    """What a manifest records of a TrainConfig: everything that shapes the weights."""
+    return {k: v for k, v in vars(cfg).items() if k not in ("threads", "members")}
 
 
 def fit(
@@ -198,16 +285,20 @@ def fit(
     cfg: TrainConfig,
     model_cfg: DefectNetConfig,
     seed: int = 0,
+    init_seed: int | None = None,
     progress: bool = True,
     limit_per_class: int | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """The training run behind `train`.
 
-    `limit_per_class` keeps tests small; `on_epoch` receives each epoch's history row.
+    `seed` cuts the split; `init_seed` (default: `seed`) draws the initial weights and the
+    batches, so runs on the same split can differ in nothing else. `limit_per_class` keeps
+    tests small; `on_epoch` receives each epoch's history row.
     """
     _set_threads(cfg.threads)
-    torch.manual_seed(seed)
+    init_seed = seed if init_seed is None else init_seed
+    torch.manual_seed(init_seed)
     data = load_folder(images_dir, progress=progress)
     images, labels, names = data.images, data.labels, data.names
     if limit_per_class is not None:
@@ -228,7 +319,7 @@ def fit(
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.2
     )
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(init_seed)
     aug = AugmentConfig()
     # Exponential moving average of weights and BN statistics: steadier than the raw weights
     # at the end of a noisy small-data run, and what gets validated and saved.
@@ -299,6 +390,7 @@ def fit(
     assert best is not None
     model.load_state_dict(best_state)
     trained = {
+        "init_seed": init_seed,
         "best_epoch": best[2] + 1,
         "epochs": cfg.epochs,
         "train_seconds": round(train_seconds, 1),
@@ -311,7 +403,7 @@ def fit(
         split,
         out=out,
         images_dir=images_dir,
-        training={k: v for k, v in vars(cfg).items() if k != "threads"},
+        training=_training_record(cfg),
         aug=dict(vars(aug)),
         seed=seed,
         trained=trained,
@@ -319,7 +411,7 @@ def fit(
 
 
 def finalize(
-    model: DefectNet,
+    model: DefectModel,
     data: LabelledImages,
     split: Split,
     *,
@@ -347,7 +439,9 @@ def finalize(
     views, val_logits, view_choice = choose_views(model, x_val, labels[va])
 
     # Calibration and threshold: validation only.
-    temperature = calibration_temperature(model, images[va], labels[va], val_logits, views)
+    temperature = calibration_temperature(
+        model, images[va], labels[va], val_logits, views, AugmentConfig(**aug)
+    )
     val_probs = torch.softmax(val_logits / temperature, dim=1)
     target_risk = float(training["target_risk"])
     threshold = choose_threshold(val_probs, labels[va], target_risk=target_risk)
@@ -392,7 +486,7 @@ def finalize(
         model.state_dict(),
         name=MODEL_NAME,
         task="defect",
-        architecture=ARCHITECTURE,
+        architecture=architecture(model.config),
         config=model.config.to_dict(),
         training_data=data_digests(used),
         preprocessing={
@@ -405,8 +499,9 @@ def finalize(
             "training": training,
             "calibration": {
                 "method": "temperature scaling, fitted on the validation split as it is and "
-                "under each robustness perturbation (half the weight each); review threshold "
-                "on the validation split as it is",
+                "under each robustness perturbation and "
+                f"{CALIBRATION_AUGMENTED_DRAWS} draws of the training augmentation (half the "
+                "weight each); review threshold on the validation split as it is",
                 "temperature": temperature,
                 "review_threshold": threshold,
                 "target_risk": target_risk,
@@ -418,21 +513,22 @@ def finalize(
     return metrics
 
 
+# Metrics that finalize computes; the rest of a manifest's metrics record the training.
+_FINALIZED = ("test", "validation", "split", "parameters")
+
+
 def refinalize(model_dir: Path, images_dir: Path, out: Path) -> dict[str, Any]:
     """Redo the validation-time choices of a trained model (views, temperature, threshold)
     and its test metrics, keeping its weights and training record, into `out`.
     """
-    from ml.manifest import load_manifest, load_tensors
-
     manifest = load_manifest(model_dir)
-    model = DefectNet(DefectNetConfig.from_dict(manifest.config))
+    model = build_model(DefectNetConfig.from_dict(manifest.config))
     model.load_state_dict(load_tensors(model_dir))
     data, split = recreate_split(manifest, images_dir)
     training = dict(manifest.preprocessing["training"])
     # As recorded: what the weights were trained with (code may have moved on since).
     aug = dict(manifest.preprocessing["augmentation"])
-    keys = ("best_epoch", "epochs", "train_seconds", "history")
-    trained = {k: manifest.metrics[k] for k in keys}
+    trained = {k: v for k, v in manifest.metrics.items() if k not in _FINALIZED}
     return finalize(
         model,
         data,
@@ -442,6 +538,70 @@ def refinalize(model_dir: Path, images_dir: Path, out: Path) -> dict[str, Any]:
         training=training,
         aug=aug,
         seed=manifest.metrics["split"]["seed"],
+        trained=trained,
+    )
+
+
+def assemble(member_dirs: list[Path], images_dir: Path, out: Path) -> dict[str, Any]:
+    """Average trained members into one ensemble model in `out`: views, temperature and
+    review threshold are chosen for the ensemble on validation, and test measured, as for
+    one net. Each member's own validation and test accuracy is kept in the manifest.
+
+    Raises:
+        MLInputError: fewer than two members, members trained on different splits or with
+            different settings, or the same weights twice.
+    """
+    if len(member_dirs) < 2:
+        raise MLInputError(f"an ensemble needs 2 or more members, got {len(member_dirs)}")
+    manifests = [load_manifest(d) for d in member_dirs]
+    first = manifests[0]
+    for d, m in zip(member_dirs[1:], manifests[1:], strict=True):
+        for what, mine, theirs in (
+            ("split", m.metrics["split"], first.metrics["split"]),
+            (
+                "config",
+                DefectNetConfig.from_dict(m.config),
+                DefectNetConfig.from_dict(first.config),
+            ),
+            ("training", m.preprocessing["training"], first.preprocessing["training"]),
+        ):
+            if mine != theirs:
+                raise MLInputError(f"{d}: {what} differs from {member_dirs[0]}'s")
+    digests = [m.weights_sha256 for m in manifests]
+    if len(set(digests)) != len(digests):
+        raise MLInputError("the same weights appear twice among the members")
+    nets = []
+    for d, m in zip(member_dirs, manifests, strict=True):
+        net = DefectNet(DefectNetConfig.from_dict(m.config))
+        net.load_state_dict(load_tensors(d))
+        nets.append(net)
+    data, split = recreate_split(first, images_dir)
+    members = [
+        {
+            "init_seed": m.metrics.get("init_seed", m.metrics["split"]["seed"]),
+            "weights_sha256": m.weights_sha256,
+            "best_epoch": m.metrics["best_epoch"],
+            "train_seconds": m.metrics["train_seconds"],
+            "validation_accuracy": m.metrics["validation"]["accuracy"],
+            "test_accuracy": m.metrics["test"]["accuracy"],
+            "history": m.metrics["history"],
+        }
+        for m in manifests
+    ]
+    trained = {
+        "epochs": first.metrics["epochs"],
+        "train_seconds": round(sum(m["train_seconds"] for m in members), 1),
+        "members": members,
+    }
+    return finalize(
+        DefectEnsemble.of(nets),
+        data,
+        split,
+        out=out,
+        images_dir=images_dir,
+        training=dict(first.preprocessing["training"]),
+        aug=dict(first.preprocessing["augmentation"]),
+        seed=first.metrics["split"]["seed"],
         trained=trained,
     )
 

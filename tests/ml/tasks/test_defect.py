@@ -11,13 +11,15 @@ import torch
 from typer.testing import CliRunner
 
 from ml.cli import app
-from ml.data.neu import CLASSES, list_images
+from ml.data.neu import CLASSES, AugmentConfig, list_images
 from ml.inspect import DefectPredictor
 from ml.manifest import load_manifest
-from ml.models.defect import DefectNetConfig
+from ml.models.defect import DefectEnsemble, DefectNetConfig
 from ml.tasks import EvalArgs, MLInputError
 from ml.tasks.defect import (
     TrainConfig,
+    _trained_alike,
+    assemble,
     calibration_temperature,
     choose_views,
     classification_metrics,
@@ -70,6 +72,79 @@ def test_tiny_training_run_writes_a_usable_model(neu_images: Path, tmp_path: Pat
         refinalize(out, neu_images, tmp_path / "again")
 
 
+@pytest.mark.slow
+def test_members_assemble_into_an_ensemble(neu_images: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(epochs=1, batch_size=16)
+
+    def member(name: str, *, seed: int = 0, init_seed: int) -> Path:
+        fit(
+            neu_images,
+            tmp_path / name,
+            cfg=cfg,
+            model_cfg=TINY,
+            seed=seed,
+            init_seed=init_seed,
+            progress=False,
+            limit_per_class=10,
+        )
+        return tmp_path / name
+
+    a, b = member("a", init_seed=0), member("b", init_seed=1)
+    # A member on disk is reused only if it was trained exactly as asked.
+    assert _trained_alike(a, cfg, TINY, seed=0, init_seed=0)
+    assert not _trained_alike(a, cfg, TINY, seed=0, init_seed=1)
+    assert not _trained_alike(a, TrainConfig(epochs=2, batch_size=16), TINY, 0, 0)
+    assert not _trained_alike(tmp_path / "none", cfg, TINY, 0, 0)
+    with pytest.raises(MLInputError, match="the same weights appear twice"):
+        assemble([a, a], neu_images, tmp_path / "dup")
+    with pytest.raises(MLInputError, match="2 or more members"):
+        assemble([a], neu_images, tmp_path / "one")
+    other_split = member("c", seed=1, init_seed=2)
+    with pytest.raises(MLInputError, match="split differs"):
+        assemble([a, other_split], neu_images, tmp_path / "mixed")
+    # assemble recreates the split from the folder it is given, checked by digests: the
+    # members were cut from 10 images per class, so give it exactly those.
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in load_manifest(a).training_data:
+        shutil.copy(neu_images / name, folder / name)
+    metrics = assemble([a, b], folder, tmp_path / "ens")
+    manifest = load_manifest(tmp_path / "ens")
+    assert manifest.config["members"] == 2 and manifest.architecture.startswith("ensemble of 2")
+    assert [m["init_seed"] for m in metrics["members"]] == [0, 1]
+    assert metrics["split"] == load_manifest(a).metrics["split"]
+    assert metrics["parameters"] == 2 * load_manifest(a).metrics["parameters"]
+    pred = DefectPredictor.from_dir(tmp_path / "ens")
+    assert isinstance(pred.model, DefectEnsemble)
+    probs = pred.probabilities(torch.zeros((2, 200, 200), dtype=torch.uint8))
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(2))
+
+
+def test_train_with_members_resumes_and_assembles(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`train --members 3 --init-seed 5`: members from random starts 5, 6, 7 on split seed 0;
+    a member already on disk (here: the first) is not trained again."""
+    import ml.tasks.defect as D
+    from ml.tasks import TrainArgs
+
+    fitted: list[tuple[Path, int, int | None]] = []
+    monkeypatch.setattr(
+        D, "fit", lambda images, out, **kw: fitted.append((out, kw["seed"], kw["init_seed"]))
+    )
+    monkeypatch.setattr(D, "_trained_alike", lambda d, cfg, mc, seed, init: init == 5)
+    monkeypatch.setattr(D, "assemble", lambda dirs, images, out: {"dirs": dirs, "out": out})
+    args = TrainArgs(out=tmp_path / "m", images=tmp_path, init_seed=5, members=3, progress=False)
+    res = D.train(args)
+    members = tmp_path / "m" / "members"
+    assert fitted == [(members / "1", 0, 6), (members / "2", 0, 7)]
+    assert res == {"dirs": [members / "0", members / "1", members / "2"], "out": tmp_path / "m"}
+    # One member: a plain training run from the given random start.
+    fitted.clear()
+    D.train(TrainArgs(out=tmp_path / "one", images=tmp_path, seed=2, progress=False))
+    assert fitted == [(tmp_path / "one", 2, 2)]
+
+
 def test_more_views_only_for_a_significant_gain() -> None:
     from ml.inspect import view_logits
     from ml.models.defect import DefectNet
@@ -90,20 +165,41 @@ def test_more_views_only_for_a_significant_gain() -> None:
     assert chosen["p_value"] < 0.05 and chosen["fixed"] > chosen["broken"]
 
 
+class _BandReader(torch.nn.Module):
+    """A stand-in model that reads the class from which of six horizontal bands is brightest:
+    unshaken by mild blur, noise or a lighting ramp, fooled by the flips and turns of the
+    training augmentation."""
+
+    config = TINY
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.mean(dim=(1, 3))  # (n, s)
+        bands = rows.view(len(x), len(CLASSES), -1).mean(dim=2)
+        return torch.nn.functional.one_hot(bands.argmax(1), len(CLASSES)).float() * 3.0
+
+
 def test_temperature_is_not_fitted_to_a_perfect_validation_split() -> None:
-    """Every clean validation image right: clean logits alone drive T to its floor (an
-    overconfident model); with the perturbed copies in, T is fitted to real errors."""
+    """Every clean validation image right, and every perturbed copy too: those logits alone
+    drive T to its floor (an overconfident model). The augmentation draws in the pool have
+    errors, and T is fitted to them."""
     from ml.calibration import fit_temperature
-    from ml.models.defect import DefectNet
+    from ml.data.neu import PERTURBATIONS, perturb, preprocess
 
     torch.manual_seed(0)
-    model = DefectNet(TINY).eval()
-    images = (torch.rand(24, 200, 200) * 255).to(torch.uint8)
     labels = torch.arange(24) % len(CLASSES)
-    perfect = torch.nn.functional.one_hot(labels, len(CLASSES)).float() * 3.0
-    degenerate = fit_temperature(perfect, labels)
+    images = (torch.rand(24, 200, 200) * 60).to(torch.uint8)
+    for i, c in enumerate(labels.tolist()):
+        images[i, 200 * c // 6 + 4 : 200 * (c + 1) // 6 - 4] += 150
+    model = _BandReader()
+    size = TINY.input_size
+    clean = model(preprocess(images, size))
+    conditions = [clean] + [model(preprocess(perturb(images, k), size)) for k in PERTURBATIONS]
+    for logits in conditions:
+        assert bool((logits.argmax(1) == labels).all())
+    degenerate = fit_temperature(torch.cat(conditions), labels.repeat(len(conditions)))
     assert degenerate < 0.2  # heading for the floor of 0.05 as far as the optimiser goes
-    assert calibration_temperature(model, images, labels, perfect, views=1) > 3 * degenerate
+    fitted = calibration_temperature(model, images, labels, clean, views=1, aug=AugmentConfig())
+    assert fitted > 3 * degenerate
 
 
 def test_classification_metrics_known_answer() -> None:
@@ -205,10 +301,9 @@ def test_shipped_model_meets_its_goals_on_its_test_split(neu_images: Path) -> No
     probs = pred.probabilities(data.images[te])
     m = classification_metrics(probs, data.labels[te])
     assert m["n_images"] == 288
-    # The issue's goal is 0.99; the shipped run reached 0.986 (4 errors in 288), see
-    # docs/ml-inspection.md. These bounds catch a regression of the shipped weights.
-    assert m["accuracy"] >= 0.98
-    assert m["macro_f1"] >= 0.98
+    # The issue's goal: 0.99 or more (at most 2 errors in 288).
+    assert m["accuracy"] >= 0.99
+    assert m["macro_f1"] >= 0.99
     assert m["ece"] <= 0.03
     # The manifest reports what the weights do.
     assert pred.manifest.metrics["test"]["accuracy"] == pytest.approx(m["accuracy"], abs=1e-6)
