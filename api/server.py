@@ -15,6 +15,7 @@ from api.main import create_app
 from api.receipts import CachedAnchors
 from api.runner import ModelRunner
 from api.service import Service
+from ledger import logs
 from ledger.deployment import CONFIG, Deployment
 from ledger.receipts import chain_anchor_source
 from ledger.sequencer import Policy, Sequencer
@@ -83,7 +84,7 @@ def build(settings: Settings) -> Running:
 def serve(settings: Settings, *, host: str, port: int, demo: bool = False) -> None:
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure()
     running = build(settings)
     try:
         if demo:

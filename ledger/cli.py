@@ -324,7 +324,9 @@ def sequencer(
     import signal
     import threading
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from ledger import logs
+
+    logs.configure()
     dep = _open(home)
     try:
         chain = dep.open_chain()
