@@ -5,14 +5,13 @@
     python bench/defect.py --json     # the figures as one JSON object on the last line
     python bench/defect.py --quick --no-plots --model DIR   # another model, e.g. an ensemble
 
-Throughput is measured on the shipped model (models/defect-neu, an ensemble) with 2 threads,
-batched and one image at a time in the same run, both for the bare classifier (decoded images
-in, calibrated probabilities out) and end to end (file bytes in, records with a Grad-CAM PNG
-digest out); also one member alone and the ensemble with NCHW rather than channels-last
-weights, to show what each costs or gains. The
-confusion matrix and reliability diagram are drawn for the test split of ../shared (recreated
-and checked against the split digests in the manifest): data the model never trained on and no
-choice was made on.
+Throughput is measured on the shipped model (models/defect-neu) with 2 threads, batched and
+one image at a time in the same run, both for the bare classifier (decoded images in, calibrated
+probabilities out) and end to end (file bytes in, records with a Grad-CAM PNG digest out); also
+with NCHW rather than channels-last weights and, for an ensemble, one member alone, to show what
+each gains or costs. The confusion matrix and reliability diagram are drawn for the test split
+of ../shared (recreated and checked against the split digests in the manifest): data the model
+never trained on and no choice was made on.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +72,12 @@ def throughput(predictor: DefectPredictor, files: list[Path], quick: bool) -> di
     reps = 2 if quick else 3
     predictor.probabilities(images[:8])  # warm-up: first call allocates
     batched = timed(lambda: predictor.probabilities(images, batch_size=64), reps)
-    # The same batches with one view: what the test-time views cost.
-    views, predictor.views = predictor.views, 1
-    batched_1view = timed(lambda: predictor.probabilities(images, batch_size=64), reps)
-    predictor.views = views
+    # The same batches with one view: what the test-time views cost (nothing to time for one).
+    views, batched_1view = predictor.views, batched
+    if views > 1:
+        predictor.views = 1
+        batched_1view = timed(lambda: predictor.probabilities(images, batch_size=64), reps)
+        predictor.views = views
     # What channels-last layout gains (the same folded weights in the default NCHW layout)
     # and, for an ensemble, what its members cost (one member alone).
     fast = predictor.model
@@ -103,7 +105,7 @@ def throughput(predictor: DefectPredictor, files: list[Path], quick: bool) -> di
         "classify_single_img_s": rate(single_n, single),
         "classify_batched_1view_img_s": rate(n, batched_1view),
         "classify_batched_nchw_img_s": rate(n, other["nchw"]),
-        "members": len(fast.nets) if isinstance(fast, DefectEnsemble) else 1,
+        "members": fast.config.members,
         "views": views,
         "records_batched_img_s": rate(e2e_n, batched_e2e),
         "records_single_img_s": rate(single_e2e_n, single_e2e),
@@ -174,7 +176,7 @@ def main() -> None:
     out["shipped_train_seconds"] = shipped.get("train_seconds")
     out["shipped_epochs"] = shipped.get("epochs")
     # Training time is per member: members are trained one after another, alike.
-    model_cfg = DefectNetConfig.from_dict({**predictor.model.config.to_dict(), "members": 1})
+    model_cfg = replace(predictor.model.config, members=1)
     step_s = time_train_steps(model_cfg, steps=3 if opts.quick else 10)
     steps_per_epoch = -(-int(shipped["split"]["train"]) // TrainConfig.batch_size)
     out["train_step_seconds"] = step_s

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 
 FORMAT = "%(asctime)s %(name)s %(message)s"
-CHATTY_OK = ("forgeproof", "alembic.runtime.migration")
+INFO_LOGGERS = ("forgeproof", "alembic.runtime.migration")
 
 
 def configure() -> None:
     logging.basicConfig(level=logging.WARNING, format=FORMAT)
-    for name in CHATTY_OK:
+    for name in INFO_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)

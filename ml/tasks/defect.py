@@ -45,7 +45,14 @@ from ml.data.neu import (
     stratified_split,
 )
 from ml.inspect import TTA_VIEWS, DefectPredictor, view_logits
-from ml.manifest import ModelManifest, data_digests, load_manifest, load_tensors, save_model
+from ml.manifest import (
+    ManifestError,
+    ModelManifest,
+    data_digests,
+    load_manifest,
+    load_tensors,
+    save_model,
+)
 from ml.models.defect import (
     DefectEnsemble,
     DefectModel,
@@ -64,8 +71,8 @@ def architecture(config: DefectNetConfig) -> str:
     if config.members == 1:
         return ARCHITECTURE
     return (
-        f"ensemble of {config.members} DefectNets (residual CNN, 4 stages of basic blocks, grey "
-        "input, from scratch) trained from different random starts, logits averaged"
+        f"ensemble of {config.members} nets trained from different random starts, logits "
+        f"averaged; each a {ARCHITECTURE}"
     )
 
 
@@ -226,44 +233,36 @@ def train(args: TrainArgs) -> dict[str, Any]:
     cfg = TrainConfig(
         epochs=args.epochs or TrainConfig.epochs, members=args.members or TrainConfig.members
     )
-    model_cfg = DefectNetConfig()
+    images, model_cfg = args.images, DefectNetConfig()
     init_seed = args.seed if args.init_seed is None else args.init_seed
-    if cfg.members == 1:
+
+    def run(out: Path, k: int) -> dict[str, Any]:
         return fit(
-            args.images,
-            args.out,
+            images,
+            out,
             cfg=cfg,
             model_cfg=model_cfg,
             seed=args.seed,
-            init_seed=init_seed,
+            init_seed=init_seed + k,
             progress=args.progress,
         )
-    member_dirs = []
-    for k in range(cfg.members):
-        member_dir = args.out / "members" / str(k)
+
+    if cfg.members == 1:
+        return run(args.out, 0)
+    member_dirs = [args.out / "members" / str(k) for k in range(cfg.members)]
+    for k, member_dir in enumerate(member_dirs):
         if not _trained_alike(member_dir, cfg, model_cfg, args.seed, init_seed + k):
-            fit(
-                args.images,
-                member_dir,
-                cfg=cfg,
-                model_cfg=model_cfg,
-                seed=args.seed,
-                init_seed=init_seed + k,
-                progress=args.progress,
-            )
-        member_dirs.append(member_dir)
-    return assemble(member_dirs, args.images, args.out)
+            run(member_dir, k)
+    return assemble(member_dirs, images, args.out)
 
 
 def _trained_alike(
     model_dir: Path, cfg: TrainConfig, model_cfg: DefectNetConfig, seed: int, init_seed: int
 ) -> bool:
     """Whether `model_dir` holds a finished member trained exactly as asked."""
-    if not (model_dir / "manifest.json").exists():
-        return False
     try:
         manifest = load_manifest(model_dir)
-    except Exception:  # unreadable or torn: train it again
+    except ManifestError:  # missing, unreadable or torn: train it again
         return False
     return (
         DefectNetConfig.from_dict(manifest.config) == model_cfg

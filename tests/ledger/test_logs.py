@@ -14,7 +14,11 @@ from ledger import logs
 @pytest.fixture
 def fresh_logging() -> Iterator[None]:
     root = logging.getLogger()
-    saved = (root.level, root.handlers[:], {n: logging.getLogger(n).level for n in logs.CHATTY_OK})
+    saved = (
+        root.level,
+        root.handlers[:],
+        {n: logging.getLogger(n).level for n in logs.INFO_LOGGERS},
+    )
     yield
     root.setLevel(saved[0])
     root.handlers = saved[1]
