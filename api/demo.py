@@ -14,7 +14,7 @@ from api.routes.predictions import export_inspection, sign_prediction
 from api.server import Running
 from ledger.deployment import save_key
 from ledger.epcis.synthetic import PlantConfig, plant_document, plant_events
-from ledger.errors import Conflict, NotFound
+from ledger.errors import NotFound
 from ledger.records import Record
 from ledger.signing import Signer
 from ledger.store.models import AssetAssignment
@@ -35,16 +35,21 @@ def seed(running: Running, *, base_url: str, console: Console | None = None) -> 
     console = console or Console()
     service = running.service
     dep = service.dep
-    keys: dict[str, str] = {"operator": create_api_key(dep.store, "operator", "operator", "demo")}
+    keys: dict[str, str] = {
+        "operator": create_api_key(
+            dep.store, dep.operator, "operator", "demo", registry=dep.registry
+        )
+    }
+    writer = service.writer()
     for pid, name, role in PARTICIPANTS:
         try:
-            dep.registry.add_participant(pid, name, [role])
+            dep.registry.participant(pid)
+        except NotFound:
+            # A key made here, bound on chain with its proof of possession, kept in HOME/keys.
             signer = Signer.generate()
             save_key(dep.home, pid, signer)
-            dep.registry.add_key(pid, signer.address)
-        except Conflict:
-            pass  # seeded before: keep its keys
-        keys[pid] = create_api_key(dep.store, pid, role, "demo")
+            writer.enrol(pid, name, [role], signer)
+        keys[pid] = create_api_key(dep.store, pid, role, "demo", registry=dep.registry)
     service.registry_changed()
 
     rng = random.Random(11)

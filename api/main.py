@@ -41,6 +41,7 @@ def create_app(service: Service) -> FastAPI:
     routes += [epcis, health]
     for module in routes:
         app.include_router(module.router)
+    app.include_router(participants.api_keys_router)
     for extra in service.extras.get("routers", []):
         app.include_router(extra)
 

@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -325,29 +325,53 @@ class ReceiptFastPath:
         return hit, hit.matches(inm)
 
 
-class CachedAnchors:
-    """An anchor source that remembers for `ttl_s` the anchors it confirmed.
+def anchor_facts(r: ParsedReceipt) -> tuple[Any, ...]:
+    """What `chain_anchor_source` asks the chain about a receipt: receipts with equal facts
+    check the same way."""
+    anchor = json.dumps(r.anchor, sort_keys=True, default=repr)
+    return (r.size, r.root, r.domain.chain_id, r.domain.verifying_contract, anchor)
 
-    A confirmed anchor stays confirmed: the contract only appends checkpoints, so the same
-    (size, root, claims) checks the same way until a chain reorganisation drops the anchoring
-    block, which the time limit bounds. Every receipt of a checkpoint shares its entry, and a
-    check costs ~25 ms of EVM calls on the embedded chain, most of a verify request. Failures
-    are not remembered: they are asked again every time.
+
+def key_facts(r: ParsedReceipt) -> tuple[Any, ...]:
+    """What `chain_key_source` asks the chain about a receipt."""
+    producer = r.record.producer
+    return (
+        r.leaf_index,
+        r.size,
+        producer.participant,
+        producer.address,
+        r.record.kind,
+        r.domain.chain_id,
+        r.domain.verifying_contract,
+    )
+
+
+class CachedAnchors:
+    """A chain check (anchor or key source) that remembers for `ttl_s` what it confirmed.
+
+    A confirmed answer stays confirmed: the contract only appends checkpoints and key changes
+    take effect forward in time, so the same facts (`facts`: anchor claims, or the signer and
+    leaf) check the same way until a chain reorganisation drops a block, which the time limit
+    bounds. Every receipt of a checkpoint shares its anchor entry, and a check costs ~25 ms of
+    EVM calls on the embedded chain, most of a verify request. Failures are not remembered:
+    they are asked again every time.
     """
 
-    def __init__(self, source: AnchorSource, *, ttl_s: float = 60.0, max_entries: int = 1024):
+    def __init__(
+        self,
+        source: AnchorSource,
+        *,
+        facts: Callable[[ParsedReceipt], tuple[Any, ...]] = anchor_facts,
+        ttl_s: float = 60.0,
+        max_entries: int = 1024,
+    ):
         self.source = source
+        self._key = facts
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._confirmed: OrderedDict[tuple[Any, ...], tuple[float, str]] = OrderedDict()
         self._gates: dict[tuple[Any, ...], threading.Lock] = {}
         self._lock = threading.Lock()
-
-    @staticmethod
-    def _key(r: ParsedReceipt) -> tuple[Any, ...]:
-        # Exactly what `chain_anchor_source` passes to the chain, so equal keys ask equal things.
-        anchor = json.dumps(r.anchor, sort_keys=True, default=repr)
-        return (r.size, r.root, r.domain.chain_id, r.domain.verifying_contract, anchor)
 
     def _remembered(self, key: tuple[Any, ...]) -> str | None:
         with self._lock:
@@ -392,5 +416,7 @@ __all__ = [
     "ReceiptCache",
     "ReceiptFacts",
     "ReceiptFastPath",
+    "anchor_facts",
     "encode",
+    "key_facts",
 ]

@@ -90,31 +90,106 @@ class ConsistencyPublic(BaseModel):
     proof: list[str]
 
 
+_ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+_SIGNATURE = r"^0x[0-9a-fA-F]{130}$"
+
+
 class ParticipantCreate(BaseModel):
     id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")
     name: str = Field(min_length=1, max_length=256)
     roles: list[str] = Field(min_length=1)
-    address: str = Field(
-        description="the participant's first signing key", pattern=r"^0x[0-9a-fA-F]{40}$"
+    address: str = Field(description="the participant's first signing key", pattern=_ADDRESS)
+    key_proof: str = Field(
+        description="the key's EIP-712 KeyBinding signature over (id, address, nonce 0): "
+        "proof that its holder consents",
+        pattern=_SIGNATURE,
     )
+
+
+class KeyAdd(BaseModel):
+    address: str = Field(description="the key to bind", pattern=_ADDRESS)
+    key_proof: str = Field(description="the new key's KeyBinding signature", pattern=_SIGNATURE)
+    authorization: str = Field(
+        description="a currently valid key's KeyChange signature (addKey = address)",
+        pattern=_SIGNATURE,
+    )
+
+
+class KeyRotate(BaseModel):
+    old: str | None = Field(
+        None, description="the key to replace (default: the only unrevoked one)", pattern=_ADDRESS
+    )
+    address: str = Field(description="the new key", pattern=_ADDRESS)
+    key_proof: str = Field(description="the new key's KeyBinding signature", pattern=_SIGNATURE)
+    authorization: str = Field(
+        description="a currently valid key's KeyChange signature (addKey = new, revokeKey = old)",
+        pattern=_SIGNATURE,
+    )
+
+
+class KeyRevoke(BaseModel):
+    authorization: str | None = Field(
+        None,
+        description="a currently valid key's KeyChange signature (revokeKey = address); "
+        "required unless the caller is an operator",
+        pattern=_SIGNATURE,
+    )
+
+
+class RolesUpdate(BaseModel):
+    roles: list[str] = Field(description="the participant's roles from now on; [] suspends it")
+
+
+class KeyPublic(BaseModel):
+    address: str
+    valid_from_block: int
+    revoked_from_block: int | None
+    valid_from: str
+    revoked_at: str | None
+    added_by: str | None = Field(description="the key (or operator) that consented to it")
+    revoked_by: str | None
 
 
 class ParticipantPublic(BaseModel):
     id: str
     name: str
     roles: list[str]
-    keys: list[dict[str, Any]]
+    registered_block: int
+    keys: list[KeyPublic]
+
+
+class KeyChangeMessages(BaseModel):
+    """What to sign for a key change, as eth_signTypedData_v4 takes it."""
+
+    participant: str
+    nonce: int
+    key_binding: dict[str, Any] | None = Field(
+        description="for the new key to sign (the key_proof); null when no key is added"
+    )
+    key_change: dict[str, Any] = Field(
+        description="for a currently valid key of the participant to sign (the authorization)"
+    )
 
 
 class ApiKeyCreate(BaseModel):
     role: str
-    label: str = "default"
+    label: str = Field("default", max_length=128)
+    expires_at: str | None = Field(None, description="RFC 3339; default: never")
+
+
+class ApiKeyIssue(ApiKeyCreate):
+    participant: str
 
 
 class ApiKeyPublic(BaseModel):
+    id: str
     participant: str
     role: str
-    api_key: str = Field(description="shown once; only its hash is stored")
+    label: str
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+    api_key: str | None = Field(None, description="the secret: shown once, when created")
 
 
 class AssignmentCreate(BaseModel):

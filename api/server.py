@@ -9,18 +9,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from api.auth import create_api_key
 from api.config import Settings
 from api.delivery import DeliveryWorker
 from api.main import create_app
-from api.receipts import CachedAnchors
+from api.receipts import CachedAnchors, key_facts
 from api.runner import ModelRunner
 from api.service import Service
 from ledger import logs
 from ledger.deployment import CONFIG, Deployment
-from ledger.receipts import chain_anchor_source
+from ledger.errors import LedgerError
+from ledger.receipts import chain_anchor_source, chain_key_source
 from ledger.sequencer import Policy, Sequencer
 
 log = logging.getLogger("forgeproof.server")
+REGISTRY_SYNC_S = 1.0  # how often the registry mirror follows the chain
 
 
 @dataclass
@@ -34,12 +37,27 @@ class Running:
     worker: DeliveryWorker
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
+    first_api_key: str | None = None  # the operator's, when this start created the deployment
 
     def start_background(self) -> None:
         seq = threading.Thread(target=self._sequence, name="sequencer", daemon=True)
         seq.start()
         self.threads.append(seq)
+        follow = threading.Thread(target=self._follow_registry, name="registry", daemon=True)
+        follow.start()
+        self.threads.append(follow)
         self.worker.start()
+
+    def _follow_registry(self) -> None:
+        """Keep the registry mirror in step with the chain (changes made by participants
+        directly on chain, or by another process), checking it on every pass."""
+        while not self.stop.wait(REGISTRY_SYNC_S):
+            try:
+                self.service.sync_registry()
+            except LedgerError as exc:
+                log.warning("registry not synced: %s", exc)
+            except Exception:
+                log.exception("registry sync failed")
 
     def _sequence(self) -> None:
         try:
@@ -59,18 +77,23 @@ class Running:
 def build(settings: Settings) -> Running:
     """Open (or create) the deployment in `settings.home` and assemble the service."""
     home = Path(settings.home)
+    first_key = None
     if (home / CONFIG).exists():
         dep = Deployment.open(home)
     else:
         dep = Deployment.init(
             home, database_url=settings.database_url, chain_url=settings.chain_url
         )
+        first_key = create_api_key(
+            dep.store, dep.operator, "operator", "first", registry=dep.registry
+        )
     chain = dep.open_chain()
-    service = Service(dep, settings)
+    service = Service(dep, settings, chain)
     runner = ModelRunner.shipped()
     service.extras["runner"] = runner
     register_shipped(service, runner)
     service.extras["anchor_source"] = CachedAnchors(chain_anchor_source(chain))
+    service.extras["key_source"] = CachedAnchors(chain_key_source(chain), facts=key_facts)
     worker = DeliveryWorker(service)
     service.extras["wake_delivery"] = worker.wake
     sequencer = Sequencer(
@@ -78,7 +101,9 @@ def build(settings: Settings) -> Running:
         chain,
         Policy(every=settings.checkpoint_every, interval_s=settings.checkpoint_interval_s),
     )
-    return Running(service, create_app(service), chain, sequencer, worker)
+    running = Running(service, create_app(service), chain, sequencer, worker)
+    running.first_api_key = first_key
+    return running
 
 
 def serve(settings: Settings, *, host: str, port: int, demo: bool = False) -> None:
@@ -87,6 +112,12 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool = False) -> No
     logs.configure()
     running = build(settings)
     try:
+        if running.first_api_key and not demo:
+            print(
+                f"new deployment in {settings.home}; the operator's API key (shown once):\n"
+                f"  {running.first_api_key}",
+                flush=True,
+            )
         if demo:
             from api.demo import seed
 
@@ -109,7 +140,7 @@ def register_shipped(service: Service, runner: ModelRunner) -> None:
     from ledger.records import Record
 
     dep = service.dep
-    operator = dep.config["operator"]
+    operator = dep.operator
     signer = dep.signer(operator)
     for manifest in runner.manifests.values():
         payload = manifest.model_dump(mode="json")

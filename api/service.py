@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
 
-from api.auth import KeyCache
+from api.access import RecordFacts, may_read
+from api.auth import Caller, KeyCache
 from api.config import Settings
 from api.receipts import ReceiptCache
 from ledger.deployment import Deployment
+from ledger.errors import ChainUnavailable, InputError, RegistryMismatch
 from ledger.ingest import Accepted, check_record
 from ledger.log import Appended
 from ledger.records import Record
-from ledger.registry import KeySnapshot, now_us
-from ledger.store.models import AssetAssignment, Delivery, RecordTag, Subscription
+from ledger.registry import KeySnapshot, RegistryWriter, now_us
+from ledger.store.models import AssetAssignment, Delivery, ModelRow, RecordTag, Subscription
+
+if TYPE_CHECKING:
+    from ledger.chain import ChainClient
+
+log = logging.getLogger("forgeproof.service")
 
 ASSET_FIELDS = ("asset", "asset_id", "engine_id", "machine_id")
+# Kinds that report what a model said: they must cite a registered model manifest.
+MODEL_KINDS = frozenset({"prediction", "inspection"})
 
 
 def record_tags(payload: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -41,22 +51,38 @@ class _Job:
 
 
 class Service:
-    def __init__(self, deployment: Deployment, settings: Settings) -> None:
+    """The provenance service of one deployment.
+
+    Args:
+        deployment: the log, the database and the registry mirror.
+        settings: the service's settings.
+        chain: the deployment's chain, acting as the operator; registry changes go through it
+            and the registry mirror follows it (`sync_registry`). None: a service that reads
+            the mirror as the database has it and refuses registry changes.
+    """
+
+    def __init__(
+        self, deployment: Deployment, settings: Settings, chain: ChainClient | None = None
+    ) -> None:
         self.dep = deployment
         self.settings = settings
-        self.api_keys = KeyCache(deployment.store)
+        self.chain = chain
+        self.api_keys = KeyCache(deployment.store, roles_of=self.roles_of)
         self.receipts = ReceiptCache(settings.receipt_cache_entries)
+        self.registry_error: RegistryMismatch | None = None
         self._keys: tuple[float, KeySnapshot] | None = None
         self._keys_lock = threading.Lock()
+        self._models: set[str] = set()  # registered manifest digests seen (never unregistered)
         self.append_lock = threading.Lock()  # one appender per process; the DB orders processes
         self._queue: list[_Job] = []  # appends waiting for the lock (see `append`)
         self._queue_lock = threading.Lock()
         self.started = time.time()
         self.extras: dict[str, Any] = {}  # predictors, sequencer, chain: set by the app factory
 
-    # --- the key registry, cached briefly ---------------------------------------------------
+    # --- the key registry -----------------------------------------------------------------
 
-    def key_snapshot(self) -> KeySnapshot:
+    def _snapshot(self) -> KeySnapshot:
+        """The registry as of the last sync (or the mirror's rows without a chain), kept 1 s."""
         with self._keys_lock:
             if self._keys and time.monotonic() - self._keys[0] < 1.0:
                 return self._keys[1]
@@ -64,6 +90,51 @@ class Service:
         with self._keys_lock:
             self._keys = (time.monotonic(), snap)
         return snap
+
+    def key_snapshot(self) -> KeySnapshot:
+        """The registry to check records against.
+
+        Raises:
+            RegistryMismatch: the database's mirror was found to disagree with the chain;
+                nothing is appended until it is repaired.
+        """
+        if self.registry_error is not None:
+            raise self.registry_error
+        return self._snapshot()
+
+    def roles_of(self, participant: str) -> frozenset[str]:
+        return self._snapshot().roles(participant)
+
+    def sync_registry(self) -> None:
+        """Follow the chain's registry; a mirror that disagrees stops appends (and says so in
+        /healthz) until it is repaired.
+
+        Raises:
+            ChainError: the chain cannot be reached (the last synced state stays in use).
+        """
+        if self.chain is None:
+            return
+        try:
+            self.dep.registry.sync(self.chain)
+        except RegistryMismatch as exc:
+            if self.registry_error is None:
+                log.error("registry mirror disagrees with the chain; appends stop: %s", exc)
+            self.registry_error = exc
+            return
+        if self.registry_error is not None:
+            log.warning("registry mirror agrees with the chain again; appends resume")
+        self.registry_error = None
+        self.registry_changed()
+
+    def writer(self) -> RegistryWriter:
+        """Registry changes, sent to the contract as the operator.
+
+        Raises:
+            ChainUnavailable: this service runs without a chain.
+        """
+        if self.chain is None:
+            raise ChainUnavailable("this service runs without a chain: the registry is read-only")
+        return self.dep.writer(self.chain)
 
     def registry_changed(self) -> None:
         with self._keys_lock:
@@ -76,10 +147,36 @@ class Service:
         """Verify and append one signed record, with its tags and webhook deliveries.
 
         Raises:
-            SignatureError, KeyNotAuthorized, InputError: the record is refused.
+            SignatureError, KeyNotAuthorized, NotPermitted, InputError: the record is refused.
+            RegistryMismatch: appends are stopped.
         """
         accepted = check_record(record, signature, self.dep.domain, self.key_snapshot())
+        self.check_citation(record)
         return self.append([accepted], [record.payload])[0]
+
+    def check_citation(self, record: Record) -> None:
+        """A prediction or inspection must cite a registered model manifest.
+
+        Raises:
+            InputError: it cites none, or one that is not registered.
+        """
+        if record.kind not in MODEL_KINDS:
+            return
+        digest = record.payload.get("model_manifest_digest")
+        if not isinstance(digest, str):
+            raise InputError(
+                f"a {record.kind} record must cite its model: payload.model_manifest_digest"
+            )
+        if digest in self._models:
+            return
+        with self.dep.store.reading() as conn:
+            known = conn.execute(select(ModelRow.digest).where(ModelRow.digest == digest)).first()
+        if known is None:
+            raise InputError(
+                f"{record.kind} cites model manifest {digest}, which is not registered "
+                "(POST /v1/models first)"
+            )
+        self._models.add(digest)
 
     def append(
         self, items: Sequence[Accepted], payloads: Sequence[dict[str, Any]]
@@ -122,46 +219,67 @@ class Service:
         with self.dep.log.appending() as app:
             results = app.add(items)
             tags = []
-            for res, payload in zip(results, payloads, strict=True):
+            facts = []
+            for res, item, payload in zip(results, items, payloads, strict=True):
                 if res.duplicate:
                     continue
                 asset, model = record_tags(payload)
                 if asset or model:
                     tags.append({"leaf_index": res.index, "asset": asset, "model": model})
+                    facts.append(RecordFacts(item.kind, item.participant, asset))
             if tags:
                 app.conn.execute(insert(RecordTag), tags)
-                self._enqueue_deliveries(app.conn, tags)
+                self._enqueue_deliveries(app.conn, tags, facts)
         return results
 
     def capture_epcis(self, document: dict[str, Any]) -> Any:
-        """Capture EPCIS events as records signed by the operator (see ledger.epcis.capture)."""
+        """Capture EPCIS events as records signed by the operator, for the operator's own
+        events (see ledger.epcis.capture.capture); other participants sign their own."""
         from ledger.epcis.capture import capture
 
         dep = self.dep
-        operator = dep.config["operator"]
+        keys = self.key_snapshot()
         with self.append_lock:
             return capture(
                 dep.log,
                 document,
-                signer=dep.signer(operator),
-                participant=operator,
+                signer=dep.signer(dep.operator),
+                participant=dep.operator,
                 domain=dep.domain,
-                keys=self.key_snapshot(),
+                keys=keys,
             )
 
-    def _enqueue_deliveries(self, conn: Any, tags: list[dict[str, Any]]) -> None:
-        """Transactional outbox: deliveries are written with the record, or not at all."""
+    def capture_signed(self, submissions: Sequence[tuple[Record, bytes]]) -> Any:
+        """Capture EPCIS events signed by their producers (ledger.epcis.capture.capture_signed)."""
+        from ledger.epcis.capture import capture_signed
+
+        keys = self.key_snapshot()
+        with self.append_lock:
+            return capture_signed(self.dep.log, submissions, domain=self.dep.domain, keys=keys)
+
+    def _enqueue_deliveries(
+        self, conn: Any, tags: list[dict[str, Any]], facts: list[RecordFacts]
+    ) -> None:
+        """Transactional outbox: deliveries are written with the record, or not at all.
+
+        A subscription gets a record exactly when its owner, as a maintainer, could read it
+        (`api.access.may_read`): webhooks never deliver what a GET would refuse.
+        """
         assets = {t["asset"] for t in tags if t["asset"]}
         if not assets:
             return
         subs = conn.execute(
-            select(AssetAssignment.asset, Subscription.id)
+            select(AssetAssignment.maintainer, AssetAssignment.asset, Subscription.id)
             .join(Subscription, Subscription.participant == AssetAssignment.maintainer)
             .where(AssetAssignment.asset.in_(assets), Subscription.active.is_(True))
         ).all()
-        by_asset: dict[str, list[str]] = {}
-        for asset, sub in subs:
-            by_asset.setdefault(asset, []).append(sub)
+        assigned: dict[str, set[str]] = {}
+        subscriptions: dict[str, set[str]] = {}
+        for maintainer, asset, sub in subs:
+            if "maintainer" not in self.roles_of(maintainer):
+                continue  # its API keys are refused too: it reads nothing
+            assigned.setdefault(maintainer, set()).add(asset)
+            subscriptions.setdefault(maintainer, set()).add(sub)
         now = now_us()
         rows = [
             {
@@ -171,8 +289,10 @@ class Service:
                 "attempts": 0,
                 "next_attempt_us": now,
             }
-            for t in tags
-            for sub in by_asset.get(t["asset"], [])
+            for t, f in zip(tags, facts, strict=True)
+            for maintainer, mine in assigned.items()
+            if may_read(Caller(maintainer, "maintainer"), f, mine)
+            for sub in sorted(subscriptions[maintainer])
         ]
         if rows:
             conn.execute(insert(Delivery), rows)

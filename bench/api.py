@@ -52,11 +52,12 @@ from ledger.deployment import Deployment, save_key
 from ledger.signing import Signer
 home = Path(sys.argv[1])
 dep = Deployment.init(home)
-dep.registry.add_participant("acme", "ACME", ["supplier"])
 signer = Signer.generate()
 save_key(home, "acme", signer)
-dep.registry.add_key("acme", signer.address, valid_from_us=1)
-print(json.dumps({"key": create_api_key(dep.store, "acme", "supplier"),
+chain = dep.open_chain()
+dep.writer(chain).enrol("acme", "ACME", ["supplier"], signer)
+chain.close()
+print(json.dumps({"key": create_api_key(dep.store, "acme", "supplier", registry=dep.registry),
                   "secret": signer.private_key.hex(), "domain": dep.domain.to_json()}))
 """
 

@@ -140,6 +140,65 @@ def measure_baseline(chain: Chain, records: int) -> tuple[list[int], float]:
     return gas, records / (time.perf_counter() - started)
 
 
+def measure_registry(chain: Chain, repeats: int) -> dict[str, list[int]]:
+    """Gas of each registry operation, as the service sends them: the operator's key sends
+    every transaction; proofs of possession and consents are EIP-712 signatures it relays."""
+    from ledger.signing import Signer, sign_key_binding, sign_key_change
+
+    client = chain.ledger()
+    domain = client.domain
+    gas: dict[str, list[int]] = {}
+
+    def fresh() -> Signer:
+        return Signer.generate()
+
+    def note(name: str, tx: Any) -> None:
+        gas.setdefault(name, []).append(tx.gas_used)
+
+    for i in range(repeats):
+        pid = f"supplier-{i:03d}"
+        first = fresh()
+        proof = sign_key_binding(first, domain, pid, first.address, 0)
+        note(
+            "register participant (+ first key)",
+            client.register_participant(pid, f"Supplier {i}", ["supplier"], first.address, proof),
+        )
+        second = fresh()
+        nonce = client.key_nonce(pid)
+        note(
+            "add key (consent signed)",
+            client.add_key(
+                pid,
+                second.address,
+                sign_key_binding(second, domain, pid, second.address, nonce),
+                sign_key_change(first, domain, pid, nonce, add=second.address),
+            ),
+        )
+        third = fresh()
+        nonce = client.key_nonce(pid)
+        note(
+            "rotate key (consent signed)",
+            client.rotate_key(
+                second.address,
+                third.address,
+                sign_key_binding(third, domain, pid, third.address, nonce),
+                sign_key_change(
+                    first, domain, pid, nonce, add=third.address, revoke=second.address
+                ),
+            ),
+        )
+        nonce = client.key_nonce(pid)
+        note(
+            "revoke key (consent signed)",
+            client.revoke_key(
+                third.address, sign_key_change(first, domain, pid, nonce, revoke=third.address)
+            ),
+        )
+        note("revoke key (operator)", client.revoke_key(first.address))
+        note("set roles", client.set_roles(pid, ["supplier", "manufacturer"]))
+    return gas
+
+
 def measure_rate(chain: Chain, tree: UniformTree, k: int, count: int) -> float:
     """Checkpoint transactions per second through publish_checkpoint."""
     client = chain.ledger()
@@ -203,6 +262,19 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                             measure_gas(chains[1], tree, k, start, repeats) == gas
                         )
                     results["gas"].append(row)
+            registry = measure_registry(primary, repeats)
+            results["registry"] = {
+                name: {"gas_mean": statistics.fmean(g), "gas_max": max(g), "n": len(g)}
+                for name, g in registry.items()
+            }
+            if len(chains) > 1:
+                # Signatures differ from chain to chain (the domain names the chain id), and
+                # calldata gas depends on their bytes: compare means, not transactions.
+                on_anvil = measure_registry(chains[1], repeats)
+                results["registry_anvil_max_rel_diff"] = max(
+                    abs(statistics.fmean(on_anvil[n]) / statistics.fmean(g) - 1)
+                    for n, g in registry.items()
+                )
             for exponent in GROWTH_EXPONENTS:
                 # The checkpoints that reach 2**e: their proofs are the longest at that scale.
                 start = 2**exponent - repeats * 4096
@@ -308,6 +380,25 @@ def show(results: dict[str, Any], console: Console) -> None:
         f" → max {g['max_gas_per_record_at_4096']:.1f}; "
         f"≤{g['checkpoint_goal']:,} gas/checkpoint → max {g['max_gas_per_checkpoint']:,.0f}"
     )
+    reg = Table(title="Registry operations (embedded chain; sent by the operator's key)")
+    for col in ("operation", "gas (mean)", "gas (max)", "vs a 4096-record checkpoint"):
+        reg.add_column(col, justify="right")
+    checkpoint = next(
+        r["gas_mean"]
+        for r in results["gas"]
+        if r["checkpoint_size"] == 4096 and r["log_size"] > 4096
+    )
+    for name, r in results["registry"].items():
+        reg.add_row(
+            name, f"{r['gas_mean']:,.0f}", f"{r['gas_max']:,}", f"{r['gas_mean'] / checkpoint:.2f}×"
+        )
+    reg.add_row("checkpoint, 4096 records at 2^20", f"{checkpoint:,.0f}", "", "1.00×")
+    console.print(reg)
+    if "registry_anvil_max_rel_diff" in results:
+        console.print(
+            "anvil's registry gas differs from the embedded chain's by at most "
+            f"{results['registry_anvil_max_rel_diff']:.2%} (signature bytes in calldata)"
+        )
     rate = Table(title="Publishing throughput (4096-record checkpoints, mean ± sd)")
     for col in ("chain", "checkpoint tx/s", "records/s", "baseline tx/s = records/s", "speed-up"):
         rate.add_column(col, justify="right")
@@ -349,17 +440,16 @@ def end_to_end(url: str | None, n: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         dep = Deployment.init(home, chain_url=url)
-        dep.registry.add_participant("acme", "ACME", ["supplier"])
+        chain = dep.open_chain()
         signer = Signer.generate()
         save_key(home, "acme", signer)
-        dep.registry.add_key("acme", signer.address, valid_from_us=1)
+        dep.writer(chain).enrol("acme", "ACME", ["supplier"], signer)
         lines = []
         for i in range(n):
             rec = Record.new(
                 "supplier_record", {"lot": f"L{i}"}, participant="acme", address=signer.address
             )
             lines.append(json.dumps(submission_json(rec, signer.sign(dep.domain, rec))).encode())
-        chain = dep.open_chain()
         seq = Sequencer(dep.log, chain, Policy(every=4096, interval_s=3600))
         keys = dep.registry.snapshot()
         start = time.perf_counter()

@@ -44,7 +44,7 @@ from ledger.epcis.index import index_entry, link_rows
 from ledger.epcis.query import query_events
 from ledger.epcis.synthetic import PlantConfig, PlantFacts, plant_document, plant_events
 from ledger.log import Log
-from ledger.registry import Registry, now_us
+from ledger.registry import KeySnapshot, now_us
 from ledger.signing import Domain, Signer
 from ledger.store import Store, sqlite_url
 
@@ -263,14 +263,12 @@ QUERIES: dict[str, dict[str, str]] = {
 def bench_capture(tmp: Path) -> dict[str, float]:
     """The real path on a small document: validate, hash, sign, check, append, index."""
     store = Store.open(sqlite_url(tmp / "capture.db"))
-    reg = Registry(store)
-    reg.add_participant("repo", "Repository", ["operator"])
     signer = Signer.generate()
-    reg.add_key("repo", signer.address, valid_from_us=now_us() - 10**9)
+    keys = KeySnapshot.of({signer.address: ("repo", ["operator"])})
     events = list(plant_events(PlantConfig(runs=8, stages=10, seed=3)))
     t = time.perf_counter()
     result = capture(Log(store), plant_document(events), signer=signer, participant="repo",
-                     domain=DOMAIN, keys=reg.snapshot())  # fmt: skip
+                     domain=DOMAIN, keys=keys)  # fmt: skip
     elapsed = time.perf_counter() - t
     store.close()
     return {"events": result.new, "events_per_s": result.new / elapsed}

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -14,28 +17,38 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ledger.deployment import Deployment, save_key
-from ledger.errors import InvalidLines, LedgerError
+from ledger.errors import InvalidLines, LedgerError, RegistryMismatch
 from ledger.ingest import append_lines, submission_json
 from ledger.receipts import (
     build_receipt,
     chain_anchor_source,
+    chain_key_source,
     log_checkpoint_source,
     verify_receipt,
     write_json_atomic,
 )
-from ledger.records import Record, format_time, hex0x
-from ledger.registry import ROLES, KeyInfo
+from ledger.records import Record, format_time, hex0x, unhex
+from ledger.registry import ROLES, KeyInfo, now_us
 from ledger.sequencer import Policy, Sequencer
-from ledger.signing import Signer
+from ledger.signing import Signer, sign_key_binding, sign_key_change
 from ml.cli import app as ml_app
+
+if TYPE_CHECKING:
+    from ledger.chain import ChainClient
 
 app = typer.Typer(
     no_args_is_help=True,
     help="forgeproof: signed ML and supply-chain records in a verifiable log.",
     pretty_exceptions_enable=False,
 )
-participants_app = typer.Typer(no_args_is_help=True, help="Participants, roles and signing keys.")
+participants_app = typer.Typer(
+    no_args_is_help=True, help="Participants, roles and signing keys (on chain)."
+)
 app.add_typer(participants_app, name="participants")
+registry_app = typer.Typer(no_args_is_help=True, help="The database's mirror of the registry.")
+app.add_typer(registry_app, name="registry")
+api_keys_app = typer.Typer(no_args_is_help=True, help="API keys of the provenance service.")
+app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(ml_app, name="ml")
 
 out = Console(soft_wrap=True)
@@ -60,6 +73,20 @@ def _open(home: Path) -> Deployment:
         fail(str(exc))
 
 
+@contextmanager
+def _chain(dep: Deployment) -> Iterator[ChainClient]:
+    """The deployment's chain (as the operator), with the registry mirror synced; exits 2 with
+    the reason when it cannot be had."""
+    try:
+        chain = dep.open_chain()
+    except LedgerError as exc:
+        fail(str(exc))
+    try:
+        yield chain
+    finally:
+        chain.close()
+
+
 @app.command()
 def init(
     home: Home = DEFAULT_HOME,
@@ -68,21 +95,28 @@ def init(
         str | None, typer.Option(help="JSON-RPC node; default: an embedded chain in HOME")
     ] = None,
 ) -> None:
-    """Create a deployment: database, EIP-712 domain and an operator key."""
+    """Create a deployment: operator key, contract on chain, database, first operator API key."""
+    from api.auth import create_api_key
+
     try:
         dep = Deployment.init(home, database_url=database_url, chain_url=chain_url)
+        token = create_api_key(dep.store, dep.operator, "operator", "first", registry=dep.registry)
     except LedgerError as exc:
         fail(str(exc))
-    out.print(f"initialised [bold]{home}[/]: operator key {dep.signer('operator').address}")
-    out.print(f"EIP-712 domain: {dep.domain.to_json()}")
+    out.print(f"initialised [bold]{home}[/]: operator key {dep.signer(dep.operator).address}")
+    out.print(f"contract {dep.domain.verifying_contract} on chain {dep.domain.chain_id}")
+    out.print("the operator's API key (shown once, only its hash is kept):")
+    out.print(f"  {token}", highlight=False)
     dep.close()
 
 
 @participants_app.command("list")
 def participants_list(home: Home = DEFAULT_HOME) -> None:
-    """List participants and their keys."""
+    """List participants, roles and keys, with the blocks their keys are valid over."""
     dep = _open(home)
-    table = Table("participant", "name", "roles", "key", "valid from", "revoked")
+    if not dep.registry.synced:
+        err.print("[yellow]as the database mirrors the chain (not checked now)[/]")
+    table = Table("participant", "name", "roles", "key", "valid from", "revoked at", "added by")
     keys = dep.registry.keys()
     for p in dep.registry.participants():
         mine: list[KeyInfo | None] = [k for k in keys if k.participant == p.id] or [None]
@@ -90,20 +124,22 @@ def participants_list(home: Home = DEFAULT_HOME) -> None:
             table.add_row(
                 p.id if i == 0 else "",
                 p.name if i == 0 else "",
-                ",".join(sorted(p.roles)) if i == 0 else "",
+                (",".join(sorted(p.roles)) or "(suspended)") if i == 0 else "",
                 k.address if k else "-",
-                _t(k.valid_from_us) if k else "",
-                (_t(k.revoked_us) + (f" ({k.reason})" if k.reason else ""))
-                if k and k.revoked_us
-                else "",
+                f"block {k.valid_from}" if k else "",
+                f"block {k.revoked_from}" if k and k.revoked_from is not None else "",
+                (k.added_by or "") if k else "",
             )
     out.print(table)
 
 
-def _t(us: int | None) -> str:
-    from datetime import UTC, datetime
-
-    return format_time(datetime.fromtimestamp(us / 1e6, UTC)) if us else ""
+def _sig(value: str | None, what: str) -> bytes:
+    if value is None:
+        return b""
+    try:
+        return unhex(value, size=65, what=what)
+    except LedgerError as exc:
+        fail(str(exc))
 
 
 @participants_app.command("add")
@@ -112,54 +148,258 @@ def participants_add(
     role: Annotated[list[str], typer.Option(help=f"one of {', '.join(ROLES)}; repeatable")],
     name: Annotated[str | None, typer.Option(help="display name")] = None,
     address: Annotated[
-        str | None, typer.Option(help="existing key; default: generate one here")
+        str | None, typer.Option(help="a key held elsewhere; default: generate one here")
+    ] = None,
+    key_proof: Annotated[
+        str | None, typer.Option(help="with --address: its KeyBinding signature (nonce 0)")
     ] = None,
     home: Home = DEFAULT_HOME,
 ) -> None:
-    """Register a participant with a signing key."""
+    """Register a participant on chain with its first signing key."""
     dep = _open(home)
-    try:
-        dep.registry.add_participant(participant, name or participant, role)
-        if address is None:
-            signer = Signer.generate()
-            save_key(home, participant, signer)
-            address = signer.address
-        dep.registry.add_key(participant, address)
-    except LedgerError as exc:
-        fail(str(exc))
-    out.print(f"added {participant} ({', '.join(role)}) with key {address}")
+    if (address is None) != (key_proof is None):
+        fail("give --address and --key-proof together, or neither (a key is made here)")
+    with _chain(dep) as chain:
+        writer = dep.writer(chain)
+        try:
+            if address is None:
+                signer = Signer.generate()
+                save_key(home, participant, signer)
+                writer.enrol(participant, name or participant, role, signer)
+                address = signer.address
+            else:
+                writer.register(
+                    participant, name or participant, role, address, _sig(key_proof, "key proof")
+                )
+        except LedgerError as exc:
+            fail(f"{exc}; nothing was registered")
+    out.print(f"added {participant} ({', '.join(role)}) with key {address.lower()}")
 
 
 @participants_app.command("rotate")
 def participants_rotate(
     participant: str,
-    address: Annotated[str | None, typer.Option(help="new key; default: generate one here")] = None,
+    old: Annotated[str | None, typer.Option(help="key to replace; default: the only one")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="new key held elsewhere; default: generate one here")
+    ] = None,
+    key_proof: Annotated[
+        str | None, typer.Option(help="with --address: its KeyBinding signature")
+    ] = None,
+    authorization: Annotated[
+        str | None,
+        typer.Option(help="KeyChange signature by a valid key; default: sign with one held here"),
+    ] = None,
     home: Home = DEFAULT_HOME,
 ) -> None:
-    """Replace a participant's keys with a new one, effective now."""
+    """Replace one of a participant's keys by a new one, in one transaction, with the consent of
+    a valid key (held here, or given as --authorization)."""
     dep = _open(home)
-    signer = None
-    if address is None:
-        signer = Signer.generate()
-        address = signer.address
-    try:
-        dep.registry.rotate_key(participant, address)
-    except LedgerError as exc:
-        fail(str(exc))
-    if signer:
-        save_key(home, participant, signer)
-    out.print(f"{participant} now signs with {address}")
+    if (address is None) != (key_proof is None):
+        fail("give --address and --key-proof together, or neither (a key is made here)")
+    with _chain(dep) as chain:
+        writer = dep.writer(chain)
+        active = [k.address for k in dep.registry.keys(participant) if k.active]
+        if not active:
+            fail(
+                f"{participant} has no unrevoked key to rotate from; the operator binds a new "
+                f"one with `forgeproof participants recover {participant}`"
+            )
+        old = (old or (active[0] if len(active) == 1 else "")).lower()
+        if old not in active:
+            fail(f"name the unrevoked key of {participant} to replace (--old): {active}")
+        new = Signer.generate() if address is None else None
+        nonce = writer.nonce(participant)
+        new_address = new.address if new else str(address).lower()
+        proof = (
+            sign_key_binding(new, writer.domain, participant, new.address, nonce)
+            if new
+            else _sig(key_proof, "key proof")
+        )
+        if authorization is None:
+            try:
+                held = dep.signer(participant)
+            except LedgerError as exc:
+                fail(f"{exc}; give --authorization (a KeyChange signature by a valid key)")
+            consent = sign_key_change(
+                held, writer.domain, participant, nonce, add=new_address, revoke=old
+            )
+        else:
+            consent = _sig(authorization, "authorization")
+        try:
+            writer.rotate_key(old, new_address, proof, consent)
+        except LedgerError as exc:
+            fail(f"{exc}; nothing was changed")
+    if new is not None:
+        save_key(home, participant, new)
+    out.print(f"{participant} now signs with {new_address} ({old} revoked)")
 
 
 @participants_app.command("revoke")
-def participants_revoke(address: str, reason: str = "revoked", home: Home = DEFAULT_HOME) -> None:
-    """Revoke a key, effective now: nothing it signs is accepted any more."""
+def participants_revoke(address: str, home: Home = DEFAULT_HOME) -> None:
+    """Revoke a key (as the operator), effective at this block: it signs nothing new, and what
+    it signed and was anchored before stays valid."""
     dep = _open(home)
+    with _chain(dep) as chain:
+        try:
+            key = dep.writer(chain).revoke_key(address)
+        except LedgerError as exc:
+            fail(f"{exc}; nothing was changed")
+    out.print(f"revoked {key.address} of {key.participant} from block {key.revoked_from}")
+
+
+@participants_app.command("recover")
+def participants_recover(participant: str, home: Home = DEFAULT_HOME) -> None:
+    """Bind a new key, made here, to a participant that has no unrevoked key left (operator
+    recovery: the chain records that the operator, not the participant, consented)."""
+    dep = _open(home)
+    with _chain(dep) as chain:
+        writer = dep.writer(chain)
+        signer = Signer.generate()
+        proof = sign_key_binding(
+            signer, writer.domain, participant, signer.address, writer.nonce(participant)
+        )
+        try:
+            writer.add_key(participant, signer.address, proof)
+        except LedgerError as exc:
+            fail(f"{exc}; nothing was changed")
+    save_key(home, participant, signer)
+    out.print(f"{participant} recovered with key {signer.address}")
+
+
+@participants_app.command("roles")
+def participants_roles(
+    participant: str,
+    role: Annotated[
+        list[str] | None, typer.Option(help="the roles from now on; none suspends it")
+    ] = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Replace a participant's roles on chain (none: suspended, it signs nothing new)."""
+    dep = _open(home)
+    with _chain(dep) as chain:
+        try:
+            p = dep.writer(chain).set_roles(participant, role or [])
+        except LedgerError as exc:
+            fail(f"{exc}; nothing was changed")
+    out.print(f"{participant}: {', '.join(sorted(p.roles)) or 'suspended'}")
+
+
+@registry_app.command("sync")
+def registry_sync(
+    repair: Annotated[
+        bool, typer.Option(help="rewrite the mirror from the chain instead of refusing")
+    ] = False,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Bring the database's registry mirror up to the chain and check it, event by event and
+    against the contract's storage; exit 1 when they disagree."""
+    from ledger.errors import RegistryMismatch
+
+    dep = _open(home)
+    url = os.environ.get("FORGEPROOF_CHAIN_URL") or dep.config.get("chain_url")
     try:
-        key = dep.registry.revoke_key(address, reason=reason)
+        chain = _connect_chain(dep, url)
+        try:
+            dep.registry.sync(chain, repair=repair)
+            dep.registry.check(chain)
+        finally:
+            chain.close()
+    except RegistryMismatch as exc:
+        for d in exc.differences:
+            err.print(f"  {d}", highlight=False, markup=False)
+        fail("the registry mirror disagrees with the chain (repair: --repair)", code=1)
     except LedgerError as exc:
         fail(str(exc))
-    out.print(f"revoked {key.address} of {key.participant}")
+    state = dep.registry.state()
+    out.print(
+        f"registry mirror agrees with the chain: {len(state.participants)} participants, "
+        f"{len(state.keys)} keys"
+    )
+
+
+def _connect_chain(dep: Deployment, url: str | None) -> ChainClient:
+    from ledger.deployment import _connect
+
+    return _connect(dep.home, url, dep.signer(dep.operator))
+
+
+@api_keys_app.command("create")
+def api_keys_create(
+    participant: str,
+    role: Annotated[str, typer.Option(help="the role it acts in (one the participant holds)")],
+    label: str = "default",
+    expires_in: Annotated[
+        str | None, typer.Option(help="e.g. 90d, 12h, 30m; default: never")
+    ] = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Issue an API key; the secret is printed once and only its hash is kept."""
+    from api.auth import issue_api_key
+
+    dep = _open(home)
+    expires = None
+    if expires_in is not None:
+        expires = now_us() + _duration_us(expires_in)
+    try:
+        token, info = issue_api_key(
+            dep.store, participant, role, label, expires_us=expires, registry=dep.registry
+        )
+    except LedgerError as exc:
+        fail(str(exc))
+    err.print(f"API key {info.id} for {participant} as {role} (shown once):")
+    sys.stdout.write(token + "\n")
+
+
+def _duration_us(text: str) -> int:
+    units = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not (number.isascii() and number.isdigit()) or int(number) == 0:
+        fail(f"--expires-in: expected a positive number and one of d, h, m, s; got {text!r}")
+    return int(number) * units[unit] * 1_000_000
+
+
+@api_keys_app.command("list")
+def api_keys_list(
+    participant: Annotated[str | None, typer.Option(help="only this participant's")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON array")] = False,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """API keys (never their secrets), with their state."""
+    from api.auth import list_api_keys
+
+    dep = _open(home)
+    keys = list_api_keys(dep.store, participant)
+    now = now_us()
+    if as_json:
+        sys.stdout.write(json.dumps([asdict(k) for k in keys]) + "\n")
+        return
+    table = Table("id", "participant", "role", "label", "created", "expires", "state")
+    for k in keys:
+        state = "revoked" if k.revoked_us else ("expired" if not k.live(now) else "live")
+        table.add_row(
+            k.id, k.participant, k.role, k.label, _t(k.created_us), _t(k.expires_us), state
+        )
+    out.print(table)
+
+
+@api_keys_app.command("revoke")
+def api_keys_revoke(key_id: str, home: Home = DEFAULT_HOME) -> None:
+    """Revoke an API key: every server refuses it within a second."""
+    from api.auth import revoke_api_key
+
+    dep = _open(home)
+    try:
+        info = revoke_api_key(dep.store, key_id)
+    except LedgerError as exc:
+        fail(str(exc))
+    out.print(f"revoked API key {info.id} of {info.participant} ({info.role})")
+
+
+def _t(us: int | None) -> str:
+    from datetime import UTC, datetime
+
+    return format_time(datetime.fromtimestamp(us / 1e6, UTC)) if us else ""
 
 
 def _lines(path: Path | None) -> Iterator[bytes]:
@@ -247,8 +487,22 @@ def append(
     ] = None,
     home: Home = DEFAULT_HOME,
 ) -> None:
-    """Verify signed records and append them to the log, all or nothing."""
+    """Verify signed records and append them to the log, all or nothing.
+
+    Signers are checked against the registry mirror, first brought up to the chain and checked
+    against it; when the chain cannot be reached (a server holds the embedded chain), against
+    the mirror as the database has it, and the command says so."""
     dep = _open(home)
+    try:
+        dep.open_chain().close()
+    except RegistryMismatch as exc:
+        fail(f"{exc}; nothing was appended")
+    except LedgerError as exc:
+        err.print(
+            f"[yellow]registry not checked against the chain ({exc}); signers are checked "
+            "against the database's mirror[/]",
+            highlight=False,
+        )
     total = _count_lines(input)
     try:
         with _progress() as progress:
@@ -394,7 +648,6 @@ def verify(
             chain = _read_only_chain(rpc, data)
         if home is not None and not offline:
             dep = _open(home)
-            keys = dep.registry.snapshot()
             source = log_checkpoint_source(dep.log)
             if chain is None:
                 try:
@@ -403,7 +656,10 @@ def verify(
                     err.print(f"[yellow]chain not checked:[/] {exc}", highlight=False)
         if chain is not None:
             anchor = chain_anchor_source(chain)
-        verdict = verify_receipt(data, keys=keys, checkpoint_source=source, anchor_source=anchor)
+            keys = chain_key_source(chain)
+        verdict = verify_receipt(
+            data, key_source=keys, checkpoint_source=source, anchor_source=anchor
+        )
     finally:
         if chain is not None:
             chain.close()
@@ -411,7 +667,11 @@ def verify(
     for c in verdict.checks:
         out.print(f"[{style[c.status]}]{c.status:>7}[/]  {c.name:<10} {c.detail}", highlight=False)
     if verdict.ok:
-        out.print("[bold green]receipt verified[/]")
+        skipped = ", ".join(c.name for c in verdict.skipped)
+        if skipped:
+            out.print(f"[bold green]receipt verified[/] [yellow](not checked: {skipped})[/]")
+        else:
+            out.print("[bold green]receipt verified[/]")
         return
     names = ", ".join(c.name for c in verdict.failed) or "an essential check did not run"
     fail(f"receipt does NOT verify: {names}", code=1)

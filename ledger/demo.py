@@ -15,6 +15,7 @@ from ledger.ingest import Accepted, check_lines, submission_json
 from ledger.receipts import (
     build_receipt,
     chain_anchor_source,
+    chain_key_source,
     log_checkpoint_source,
     verify_receipt,
     write_json_atomic,
@@ -80,13 +81,17 @@ def run_demo(home: Path, *, records: int, console: Console) -> None:
     console.rule("[bold]forgeproof ledger demo")
     console.print(f"deployment in [bold]{home}[/], domain {json.dumps(dep.domain.to_json())}")
 
+    chain = dep.open_chain()
+    writer = dep.writer(chain)
     signers: dict[str, Signer] = {}
     for pid, name, role in PARTICIPANTS:
-        dep.registry.add_participant(pid, name, [role])
         signers[pid] = Signer.generate()
         save_key(home, pid, signers[pid])
-        dep.registry.add_key(pid, signers[pid].address)
-    console.print(f"registered {len(PARTICIPANTS)} participants with signing keys")
+        writer.enrol(pid, name, [role], signers[pid])
+    console.print(
+        f"registered {len(PARTICIPANTS)} participants on chain, each key with its proof of "
+        "possession"
+    )
 
     lines = []
     for who, kind, payload in _payloads(rng, records):
@@ -97,7 +102,6 @@ def run_demo(home: Path, *, records: int, console: Console) -> None:
     if bad:
         raise InputError(f"demo records were rejected: {bad[0]}")
     dep.log.append([a for a in accepted if isinstance(a, Accepted)])
-    chain = dep.open_chain()
     Sequencer(dep.log, chain).step(force=True)
     cp = dep.log.checkpoint_at(dep.log.committed_size())
     console.print(
@@ -116,7 +120,7 @@ def run_demo(home: Path, *, records: int, console: Console) -> None:
         (
             "against this deployment and its chain",
             {
-                "keys": dep.registry.snapshot(),
+                "key_source": chain_key_source(chain),
                 "checkpoint_source": log_checkpoint_source(dep.log),
                 "anchor_source": chain_anchor_source(chain),
             },

@@ -1,7 +1,8 @@
 """A deployment on disk: configuration, database, key files, and the objects built on them.
 
-HOME/config.json     database URL, EIP-712 domain, operator id
+HOME/config.json     database URL, EIP-712 domain (the contract's chain and address), operator id
 HOME/ledger.db       SQLite database (unless config names another URL)
+HOME/chain/          the embedded chain (unless config or FORGEPROOF_CHAIN_URL names a node)
 HOME/keys/*.key      signing keys of locally held participants (hex, mode 0600)
 """
 
@@ -11,23 +12,18 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import rlp
-
-from ledger.errors import InputError, NotFound
+from ledger.errors import ContractMismatch, InputError, NotFound
 from ledger.log import Log
-from ledger.registry import Registry, now_us
-from ledger.signing import Domain, Signer, keccak256
+from ledger.registry import Registry, RegistryWriter
+from ledger.signing import Domain, Signer
 from ledger.store import Store, sqlite_url
 
+if TYPE_CHECKING:
+    from ledger.chain import ChainClient
+
 CONFIG = "config.json"
-DEFAULT_CHAIN_ID = 131277322940537  # eth-tester's chain id: the embedded chain
-
-
-def create_address(sender: str, nonce: int) -> str:
-    """The address of a contract deployed by `sender` with `nonce` (CREATE)."""
-    return "0x" + keccak256(rlp.encode([bytes.fromhex(sender[2:]), nonce]))[-20:].hex()
 
 
 @dataclass
@@ -46,38 +42,46 @@ class Deployment:
         *,
         database_url: str | None = None,
         chain_url: str | None = None,
-        chain_id: int | None = None,
         operator: str = "operator",
+        **chain_options: Any,
     ) -> Deployment:
-        """Create a deployment: config, schema, and an operator with a fresh key.
+        """Create a deployment: an operator key, the contract deployed from it, the database
+        with the registry mirrored from the chain, and the config naming them.
 
-        The EIP-712 domain names the contract the operator's first transaction will create,
-        so records can be signed before the contract is deployed.
+        The contract is deployed here, before any record is signed: records and key changes
+        are signed for the domain of a contract that exists.
 
         Raises:
             InputError: `home` already holds a deployment.
+            ChainUnavailable: the node cannot be reached.
         """
         if (home / CONFIG).exists():
             raise InputError(f"{home} already holds a deployment ({CONFIG} exists)")
+        if (home / "chain").exists() or (home / "keys").exists():
+            raise InputError(
+                f"{home} holds a chain or keys but no {CONFIG}: an earlier init did not finish; "
+                "move it aside or choose another --home"
+            )
         home.mkdir(parents=True, exist_ok=True)
         signer = Signer.generate()
-        if chain_id is None:
-            chain_id = _node_chain_id(chain_url) if chain_url else DEFAULT_CHAIN_ID
-        config: dict[str, Any] = {
-            "database_url": database_url or sqlite_url(home / "ledger.db"),
-            "chain_url": chain_url,
-            "domain": Domain(chain_id, create_address(signer.address, 0)).to_json(),
-            "operator": operator,
-        }
-        store = Store.open(config["database_url"])
-        registry = Registry(store)
-        registry.add_participant(operator, "Operator", ["operator"])
-        registry.add_key(operator, signer.address, valid_from_us=now_us())
         save_key(home, operator, signer)
+        chain = _connect(home, chain_url, signer, operator_id=operator, **chain_options)
+        try:
+            config: dict[str, Any] = {
+                "database_url": database_url or sqlite_url(home / "ledger.db"),
+                "chain_url": chain_url,
+                "domain": chain.domain.to_json(),
+                "operator": operator,
+            }
+            store = Store.open(config["database_url"])
+            registry = Registry(store)
+            registry.sync(chain)
+        finally:
+            chain.close()
         tmp = home / (CONFIG + ".tmp")
         tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         tmp.replace(home / CONFIG)
-        return cls._build(home, config, store)
+        return cls._build(home, config, store, registry)
 
     @classmethod
     def open(cls, home: Path) -> Deployment:
@@ -91,81 +95,87 @@ class Deployment:
             raise NotFound(f"no deployment at {home} (run `forgeproof init` first)")
         config = json.loads(path.read_text())
         url = os.environ.get("FORGEPROOF_DATABASE_URL") or config["database_url"]
-        return cls._build(home, config, Store.open(url))
+        store = Store.open(url)
+        return cls._build(home, config, store, Registry(store))
 
     @classmethod
-    def _build(cls, home: Path, config: dict[str, Any], store: Store) -> Deployment:
+    def _build(
+        cls, home: Path, config: dict[str, Any], store: Store, registry: Registry
+    ) -> Deployment:
         return cls(
             home=home,
             config=config,
             store=store,
             log=Log(store),
-            registry=Registry(store),
+            registry=registry,
             domain=Domain.from_json(config["domain"]),
         )
+
+    @property
+    def operator(self) -> str:
+        return str(self.config["operator"])
 
     def signer(self, participant: str) -> Signer:
         """The locally held key of `participant` that is valid now.
 
         Raises:
-            NotFound: no valid key of that participant is held here.
+            NotFound: no unrevoked key of that participant is held here.
         """
-        now = now_us()
-        for key in self.registry.keys(participant):
+        for key in reversed(self.registry.keys(participant)):
             path = key_path(self.home, participant, key.address)
-            if key.valid_at(now) and path.is_file():
+            if key.active and path.is_file():
                 return Signer(bytes.fromhex(path.read_text().strip()))
         raise NotFound(f"no valid key of {participant!r} is held in {self.home / 'keys'}")
 
-    def open_chain(self, **options: Any) -> Any:
-        """The deployment's chain client, acting as the operator; deploys on first use.
+    def open_chain(self, **options: Any) -> ChainClient:
+        """The deployment's chain client, acting as the operator, with the registry mirror
+        synced to it.
 
         Embedded (eth-tester under HOME/chain) unless the config or FORGEPROOF_CHAIN_URL names
-        a JSON-RPC node. The contract lands at the address the EIP-712 domain names.
+        a JSON-RPC node.
 
         Raises:
             ChainUnavailable: the node cannot be reached, or another process holds the chain.
-            ContractMismatch: the contract is not where the domain says.
+            ContractMismatch: the contract is not the one the domain names.
+            RegistryMismatch: the database's mirror says what the chain does not.
         """
-        from ledger.chain import ChainClient
-        from ledger.errors import ContractMismatch
-
-        key = self.signer(self.config["operator"]).private_key
         url = os.environ.get("FORGEPROOF_CHAIN_URL") or self.config.get("chain_url")
-        if url:
-            _fund_on_dev_node(url, self.signer(self.config["operator"]).address)
-            chain = ChainClient.from_url(
-                url, private_key=key, deployment_file=self.home / "chain-deployment.json", **options
-            )
-        else:
-            chain = ChainClient.embedded(self.home / "chain", private_key=key, **options)
-        if (
-            chain.address.lower() != self.domain.verifying_contract
-            or chain.chain_id != self.domain.chain_id
-        ):
+        chain = _connect(self.home, url, self.signer(self.operator), **options)
+        try:
+            if chain.domain != self.domain:
+                raise ContractMismatch(
+                    f"the chain's contract is {chain.address} on chain {chain.chain_id}; records "
+                    f"here are signed for {self.domain.verifying_contract} on chain "
+                    f"{self.domain.chain_id}"
+                )
+            self.registry.sync(chain)
+        except BaseException:
             chain.close()
-            raise ContractMismatch(
-                f"the chain's contract is {chain.address} on chain {chain.chain_id}; records here"
-                f" are signed for {self.domain.verifying_contract} on chain {self.domain.chain_id}"
-            )
+            raise
         return chain
+
+    def writer(self, chain: ChainClient) -> RegistryWriter:
+        """Registry changes through `chain` (see `open_chain`), mirrored here."""
+        return RegistryWriter(self.registry, chain)
 
     def close(self) -> None:
         self.store.close()
 
 
-def _node_chain_id(url: str) -> int:
-    import requests
+def _connect(home: Path, url: str | None, operator: Signer, **options: Any) -> ChainClient:
+    """The chain at `url` (or the embedded one under HOME/chain), acting as `operator`;
+    deploys the contract from `operator`'s key on first use."""
+    from ledger.chain import ChainClient
 
-    from ledger.errors import ChainUnavailable
-
-    try:
-        reply = requests.post(
-            url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, timeout=10
+    if url:
+        _fund_on_dev_node(url, operator.address)
+        return ChainClient.from_url(
+            url,
+            private_key=operator.private_key,
+            deployment_file=home / "chain-deployment.json",
+            **options,
         )
-        return int(reply.json()["result"], 16)
-    except (requests.RequestException, ValueError, KeyError) as exc:
-        raise ChainUnavailable(f"cannot ask {url} for its chain id: {exc}") from exc
+    return ChainClient.embedded(home / "chain", private_key=operator.private_key, **options)
 
 
 def _fund_on_dev_node(url: str, address: str) -> None:

@@ -42,6 +42,27 @@ class KeyNotAuthorized(VerificationError):
     """The signing key is unknown, belongs to someone else, or was not valid at that time."""
 
 
+class NotPermitted(VerificationError):
+    """The participant's roles do not allow this: a supplier signing a prediction, an auditor
+    signing anything."""
+
+
+class RegistryMismatch(VerificationError):
+    """The database's mirror of the on-chain registry says something the chain does not: it was
+    edited behind forgeproof's back. Nothing is appended until it is repaired from the chain.
+
+    Attributes:
+        differences: what differs, one sentence each.
+    """
+
+    def __init__(self, differences: list[str]) -> None:
+        shown = "; ".join(differences[:5]) + ("; ..." if len(differences) > 5 else "")
+        super().__init__(
+            f"the registry mirror disagrees with the chain in {len(differences)} place(s): {shown}"
+        )
+        self.differences = differences
+
+
 class NotFound(LedgerError):
     """No such record, participant, key or checkpoint."""
 

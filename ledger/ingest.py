@@ -83,12 +83,13 @@ def check_record(
     Raises:
         InputError: the record cannot be canonicalised or is stamped in the future.
         SignatureError: the signature is malformed or not by the producer's key.
-        KeyNotAuthorized: the key is not the participant's, or not valid at that time.
+        KeyNotAuthorized: the key is not the participant's, or was revoked.
+        NotPermitted: the participant holds no role that may sign this kind of record.
     """
     now = now_us() if now is None else now
     canonical, data, digest, created_us = _prepare(record, domain, now)
     signer = recover_digest(digest, signature)
-    return _conclude(record, signature, signer, canonical, data, created_us, keys, now)
+    return _conclude(record, signature, signer, canonical, data, created_us, keys)
 
 
 # check_record in two halves around the signature recovery, so that `check_batch` can recover a
@@ -116,14 +117,13 @@ def _conclude(
     data: bytes,
     created_us: int,
     keys: KeySnapshot,
-    now: int,
 ) -> Accepted:
     producer = record.producer
     if signer != producer.address:
         raise SignatureError(
             f"signature was made by {signer}, record claims producer {producer.address}"
         )
-    keys.check(producer.participant, signer, created_us, now)
+    keys.check(producer.participant, signer, record.kind)
     return Accepted(
         canonical=canonical,
         leaf_hash=hash_leaf(data),
@@ -236,9 +236,7 @@ def check_batch(
         try:
             if isinstance(signer, LedgerError):
                 raise signer
-            verdicts[i] = _conclude(
-                record, signature, signer, canonical, data, created_us, keys, now
-            )
+            verdicts[i] = _conclude(record, signature, signer, canonical, data, created_us, keys)
         except LedgerError as exc:
             verdicts[i] = Rejected(lines[i][0], str(exc))
     return [verdicts[i] for i in range(len(lines))]

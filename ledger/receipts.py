@@ -5,7 +5,8 @@ inclusion proof to a checkpoint (size, root) and, once the checkpoint is on chai
 anchored. `docs/receipt.md` specifies the format for third-party verifiers.
 
 `verify_receipt` runs every check it can and names each one; a check that needs something not
-at hand (the key registry, the log, the chain) is reported as skipped, never as passed.
+at hand (the chain's key registry, the log, the chain's checkpoints) is reported as skipped,
+never as passed.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Any, Literal
 from ledger.errors import InputError, LedgerError, NotFound, VerificationError
 from ledger.log import Checkpoint, Log
 from ledger.merkle import hash_leaf, verify_inclusion
-from ledger.records import Record, commitment, hex0x, parse_time, unhex
-from ledger.registry import KeySnapshot
+from ledger.records import Record, commitment, hex0x, unhex
+from ledger.registry import check_kind
 from ledger.signing import Domain, verify_record_signature
 
 FORMAT = "forgeproof-receipt/1"
@@ -93,6 +94,10 @@ class Verdict:
     @property
     def failed(self) -> list[Check]:
         return [c for c in self.checks if c.status == "failed"]
+
+    @property
+    def skipped(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "skipped"]
 
     def add(self, name: str, status: Status, detail: str) -> None:
         self.checks.append(Check(name, status, detail))
@@ -167,12 +172,15 @@ def parse_receipt(data: Any) -> ParsedReceipt:
 # Checks the caller can plug in: each raises LedgerError when the claim does not hold.
 CheckpointSource = Callable[[int, bytes], str]  # (size, root) -> description of what matched
 AnchorSource = Callable[[ParsedReceipt], str]
+KeySource = Callable[[ParsedReceipt], str]
+
+KEY_CHECK = "key (chain)"
 
 
 def verify_receipt(
     data: Any,
     *,
-    keys: KeySnapshot | None = None,
+    key_source: KeySource | None = None,
     checkpoint_source: CheckpointSource | None = None,
     anchor_source: AnchorSource | None = None,
     expected_domain: Domain | None = None,
@@ -180,9 +188,10 @@ def verify_receipt(
     """Run every check on a receipt and report each by name.
 
     Checks: format, canonical (leaf hash from the record), signature (EIP-712 by the producer),
-    key (valid at the record's time, needs `keys`), inclusion (proof to the checkpoint root),
-    checkpoint (the root is the log's at that size, needs `checkpoint_source`), anchor (the
-    checkpoint is on chain, needs `anchor_source`).
+    key (chain) (the signer could sign this kind of record for its participant at the block
+    of the first checkpoint that covered it, needs `key_source`), inclusion (proof to the
+    checkpoint root), checkpoint (the root is the log's at that size, needs
+    `checkpoint_source`), anchor (the checkpoint is on chain, needs `anchor_source`).
     """
     v = Verdict()
     try:
@@ -216,21 +225,15 @@ def verify_receipt(
     except LedgerError as exc:
         v.add("signature", "failed", str(exc))
 
-    if keys is None:
-        v.add("key", "skipped", "no key registry at hand")
+    if key_source is None:
+        v.add(
+            KEY_CHECK,
+            "skipped",
+            "needs the chain: whether the signer was a key of its participant, allowed to sign "
+            "this kind of record, when the record was first anchored",
+        )
     else:
-        created = parse_time(r.record.created_at)
-        at = int(created.timestamp()) * 1_000_000 + created.microsecond
-        try:
-            # A receipt stays valid after a later revocation: check at the record's time only.
-            keys.check(r.record.producer.participant, r.record.producer.address, at, at)
-            v.add(
-                "key",
-                "ok",
-                f"key of {r.record.producer.participant} valid at {r.record.created_at}",
-            )
-        except LedgerError as exc:
-            v.add("key", "failed", str(exc))
+        _run(v, KEY_CHECK, lambda: key_source(r))
 
     try:
         verify_inclusion(leaf, r.leaf_index, r.size, r.proof, r.root)
@@ -239,11 +242,16 @@ def verify_receipt(
         v.add("inclusion", "failed", str(exc))
 
     if checkpoint_source is None:
-        v.add("checkpoint", "skipped", "no log at hand to compare the checkpoint with")
+        v.add("checkpoint", "skipped", "needs the log: whether its root at this size is this root")
     else:
         _run(v, "checkpoint", lambda: checkpoint_source(r.size, r.root))
     if anchor_source is None:
-        v.add("anchor", "skipped", "no chain at hand")
+        v.add(
+            "anchor",
+            "skipped",
+            "needs the chain: whether this size and root are anchored (until then the tree "
+            "size and root are the receipt's word)",
+        )
     else:
         _run(v, "anchor", lambda: anchor_source(r))
     return v
@@ -269,6 +277,31 @@ def log_checkpoint_source(log: Log) -> CheckpointSource:
                 f"the log's root at size {size} is {hex0x(have)}, receipt says {hex0x(root)}"
             )
         return f"root matches the local log at size {size}"
+
+    return check
+
+
+def chain_key_source(chain: Any) -> KeySource:
+    """Check a receipt's signer against the contract's registry (a `ChainClient`): at the block
+    of the first checkpoint that covered the record, the signer was a valid key of its
+    participant, and the participant held a role that may sign the record's kind."""
+
+    def check(r: ParsedReceipt) -> str:
+        producer = r.record.producer
+        try:
+            first = chain.covering_checkpoint(r.leaf_index, r.size)
+        except NotFound:
+            # The receipt's checkpoint is not (yet) on chain: ask from the latest one.
+            first = chain.covering_checkpoint(r.leaf_index)
+        block = first.block_number
+        chain.require_key(producer.participant, producer.address, block=block)
+        roles = chain.roles_at(producer.participant, block)
+        check_kind(producer.participant, roles, r.record.kind)
+        return (
+            f"{producer.address} was a key of {producer.participant} "
+            f"({', '.join(sorted(roles))}) at block {block}, where checkpoint {first.size} "
+            "first covered the record"
+        )
 
     return check
 

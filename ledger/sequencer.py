@@ -31,15 +31,22 @@ log = logging.getLogger("forgeproof.sequencer")
 
 
 class AnchorLike(Protocol):
-    chain_id: int
-    contract: str
-    tx_hash: str
-    block_number: int
+    # Read-only members: the chain's values are frozen dataclasses.
+    @property
+    def chain_id(self) -> int: ...
+    @property
+    def contract(self) -> str: ...
+    @property
+    def tx_hash(self) -> str: ...
+    @property
+    def block_number(self) -> int: ...
 
 
 class ChainCheckpointLike(Protocol):
-    size: int
-    root: bytes
+    @property
+    def size(self) -> int: ...
+    @property
+    def root(self) -> bytes: ...
 
 
 class Chain(Protocol):

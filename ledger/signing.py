@@ -9,6 +9,15 @@ The domain binds the deployment (its chain and ProvenanceLedger contract); `comm
 every byte of the canonical record, salt included, while kind, participant and time stay
 readable in a wallet's signing prompt.
 
+Key changes in the ProvenanceLedger registry are EIP-712 messages in the same domain, checked
+by the contract itself (`ecrecover`):
+
+    KeyBinding(string participant,address key,uint256 nonce)      signed by the key being bound
+    KeyChange(string participant,address addKey,address revokeKey,uint256 nonce)
+                                                                   signed by a valid key of it
+
+`nonce` is the participant's key-change count on chain, so a signature is good for one change.
+
 The fast path signs and recovers with coincurve (libsecp256k1) over cached domain separators
 and type hashes; `typed_data()` gives the same message in eth-account's format, so any Ethereum
 library can check a signature.
@@ -42,6 +51,19 @@ RECORD_TYPE = [
     {"name": "commitment", "type": "bytes32"},
 ]
 
+KEY_BINDING_TYPE = [
+    {"name": "participant", "type": "string"},
+    {"name": "key", "type": "address"},
+    {"name": "nonce", "type": "uint256"},
+]
+KEY_CHANGE_TYPE = [
+    {"name": "participant", "type": "string"},
+    {"name": "addKey", "type": "address"},
+    {"name": "revokeKey", "type": "address"},
+    {"name": "nonce", "type": "uint256"},
+]
+ZERO_ADDRESS = "0x" + "00" * 20
+
 # secp256k1 group order: signatures with s above half of it are malleable copies (EIP-2).
 _N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -55,6 +77,11 @@ DOMAIN_TYPEHASH = keccak256(
 )
 RECORD_TYPEHASH = keccak256(
     b"Record(string kind,string participant,string createdAt,bytes32 commitment)"
+)
+
+KEY_BINDING_TYPEHASH = keccak256(b"KeyBinding(string participant,address key,uint256 nonce)")
+KEY_CHANGE_TYPEHASH = keccak256(
+    b"KeyChange(string participant,address addKey,address revokeKey,uint256 nonce)"
 )
 
 
@@ -144,6 +171,78 @@ def typed_data(domain: Domain, record: Record) -> dict[str, Any]:
     }
 
 
+def _address_word(address: str) -> bytes:
+    raw = bytes.fromhex(address.removeprefix("0x"))
+    if len(raw) != 20:
+        raise ValueError(f"address is {len(raw)} bytes, expected 20")
+    return raw.rjust(32, b"\0")
+
+
+def key_binding_digest(domain: Domain, participant: str, key: str, nonce: int) -> bytes:
+    """The digest `key` signs to consent to being bound to `participant` (proof of possession)."""
+    struct = keccak256(
+        KEY_BINDING_TYPEHASH
+        + keccak256(participant.encode())
+        + _address_word(key)
+        + nonce.to_bytes(32, "big")
+    )
+    return keccak256(b"\x19\x01" + domain.separator + struct)
+
+
+def key_change_digest(
+    domain: Domain,
+    participant: str,
+    nonce: int,
+    *,
+    add: str | None = None,
+    revoke: str | None = None,
+) -> bytes:
+    """The digest a valid key of `participant` signs to consent to adding `add` and/or
+    revoking `revoke`."""
+    struct = keccak256(
+        KEY_CHANGE_TYPEHASH
+        + keccak256(participant.encode())
+        + _address_word(add or ZERO_ADDRESS)
+        + _address_word(revoke or ZERO_ADDRESS)
+        + nonce.to_bytes(32, "big")
+    )
+    return keccak256(b"\x19\x01" + domain.separator + struct)
+
+
+def key_binding_typed_data(
+    domain: Domain, participant: str, key: str, nonce: int
+) -> dict[str, Any]:
+    """`key_binding_digest`'s message as eth_signTypedData_v4 takes it."""
+    return {
+        "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, "KeyBinding": KEY_BINDING_TYPE},
+        "primaryType": "KeyBinding",
+        "domain": domain.to_json(),
+        "message": {"participant": participant, "key": key.lower(), "nonce": nonce},
+    }
+
+
+def key_change_typed_data(
+    domain: Domain,
+    participant: str,
+    nonce: int,
+    *,
+    add: str | None = None,
+    revoke: str | None = None,
+) -> dict[str, Any]:
+    """`key_change_digest`'s message as eth_signTypedData_v4 takes it."""
+    return {
+        "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, "KeyChange": KEY_CHANGE_TYPE},
+        "primaryType": "KeyChange",
+        "domain": domain.to_json(),
+        "message": {
+            "participant": participant,
+            "addKey": (add or ZERO_ADDRESS).lower(),
+            "revokeKey": (revoke or ZERO_ADDRESS).lower(),
+            "nonce": nonce,
+        },
+    }
+
+
 def address_of_public_key(pub: coincurve.PublicKey) -> str:
     return hex0x(keccak256(pub.format(compressed=False)[1:])[-20:])
 
@@ -172,6 +271,26 @@ class Signer:
 
     def sign(self, domain: Domain, record: Record) -> bytes:
         return self.sign_digest(digest_of(domain, record))
+
+
+def sign_key_binding(
+    signer: Signer, domain: Domain, participant: str, key: str, nonce: int
+) -> bytes:
+    """`signer`'s KeyBinding signature: proof that it holds `key` (itself) for `participant`."""
+    return signer.sign_digest(key_binding_digest(domain, participant, key, nonce))
+
+
+def sign_key_change(
+    signer: Signer,
+    domain: Domain,
+    participant: str,
+    nonce: int,
+    *,
+    add: str | None = None,
+    revoke: str | None = None,
+) -> bytes:
+    """`signer`'s KeyChange signature: consent to `participant` adding and/or revoking keys."""
+    return signer.sign_digest(key_change_digest(domain, participant, nonce, add=add, revoke=revoke))
 
 
 def recover_digest(digest: bytes, signature: bytes) -> str:

@@ -8,12 +8,15 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
 from api.auth import Caller
-from api.deps import ServiceDep, require
-from api.errors import ApiError
+from api.deps import Operator, ServiceDep, require
+from api.errors import ApiError, forbidden
+from api.schemas import RecordCreate
 from ledger.epcis import audit
 from ledger.epcis.errors import SchemaViolation
 from ledger.epcis.genealogy import recall_by_model, recall_from_lot, recall_nonconformant, trace
 from ledger.epcis.query import get_event, query_events
+from ledger.ingest import parse_submission
+from ledger.registry import MODEL_ROLES
 
 router = APIRouter(tags=["epcis"])
 
@@ -21,28 +24,57 @@ Capturer = Annotated[Caller, Depends(require("supplier", "manufacturer", "operat
 Reader = Annotated[Caller, Depends(require("operator", "manufacturer", "auditor"))]
 
 
+def _schema_problem(exc: SchemaViolation) -> ApiError:
+    return ApiError(
+        400,
+        "epcis_schema_violation",
+        str(exc),
+        complaints=[{"path": c.path, "message": c.message, "rule": c.rule} for c in exc.complaints],
+    )
+
+
 @router.post("/v1/epcis/capture", status_code=201)
 def capture_document(
-    caller: Capturer,
+    caller: Operator,
     service: ServiceDep,
     document: Annotated[dict[str, Any], Body(description="an EPCISDocument or a single event")],
 ) -> dict[str, Any]:
-    """Capture EPCIS 2.0 events: schema-checked, hash-identified, logged all or none.
-
-    The service signs each event record with the operator's key, vouching that an
-    authenticated participant submitted it.
-    """
+    """Capture the operator's own EPCIS 2.0 events: schema-checked, hash-identified, signed with
+    the operator's key and logged, all or none. Other participants sign their events
+    themselves (`POST /v1/epcis/capture/signed`): the log names who asserted each event."""
     try:
         result = service.capture_epcis(document)
     except SchemaViolation as exc:
-        raise ApiError(
-            400,
-            "epcis_schema_violation",
-            str(exc),
-            complaints=[
-                {"path": c.path, "message": c.message, "rule": c.rule} for c in exc.complaints
-            ],
-        ) from None
+        raise _schema_problem(exc) from None
+    return result.to_json()
+
+
+@router.post("/v1/epcis/capture/signed", status_code=201)
+def capture_signed_events(
+    caller: Capturer,
+    service: ServiceDep,
+    submissions: Annotated[
+        list[RecordCreate],
+        Body(
+            description="records of kind epcis_event, each one event with its @context, signed "
+            "by the caller (`forgeproof epcis sign`)",
+            min_length=1,
+            max_length=10_000,
+        ),
+    ],
+) -> dict[str, Any]:
+    """Capture EPCIS 2.0 events signed by the caller: one record each, all or none."""
+    parsed = [parse_submission(s.model_dump()) for s in submissions]
+    for n, (record, _) in enumerate(parsed):
+        if record.producer.participant != caller.participant:
+            raise forbidden(
+                f"submission {n}: {caller.participant} may only capture its own events, "
+                f"not {record.producer.participant}'s"
+            )
+    try:
+        result = service.capture_signed(parsed)
+    except SchemaViolation as exc:
+        raise _schema_problem(exc) from None
     return result.to_json()
 
 
@@ -93,7 +125,9 @@ def recall(
         bool, Query(description="... with a non-conformant inspection upstream")
     ] = False,
 ) -> dict[str, Any]:
-    """Finished lots to recall, for exactly one of the three criteria."""
+    """Finished lots to recall, for exactly one of the three criteria. Verdicts (by model, or
+    non-conformant inspections) count only when asserted by a participant that runs models
+    (operator, manufacturer); every seed event names who asserted it."""
     chosen = [x for x in (supplier_lot, model, nonconformant or None) if x]
     if len(chosen) != 1:
         raise ApiError(
@@ -102,9 +136,10 @@ def recall(
     store = service.dep.store
     if supplier_lot:
         return recall_from_lot(store, supplier_lot).to_json()
+    judges = {p.id for p in service.dep.registry.participants() if p.roles & MODEL_ROLES}
     if model:
-        return recall_by_model(store, model).to_json()
-    return recall_nonconformant(store).to_json()
+        return recall_by_model(store, model, asserted_by=judges).to_json()
+    return recall_nonconformant(store, asserted_by=judges).to_json()
 
 
 @router.get("/v1/genealogy/audit")

@@ -13,13 +13,19 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz")
 def healthz(service: ServiceDep) -> dict[str, object]:
-    """Up, with the log's size and the newest checkpoint."""
+    """Up, with the log's size, the newest checkpoint and whether the registry mirror agrees
+    with the chain (when it does not, appends stop and status is "degraded")."""
     cp = service.dep.log.latest_checkpoint()
+    mismatch = service.registry_error
     return {
-        "status": "ok",
+        "status": "degraded" if mismatch else "ok",
         "log_size": service.dep.log.committed_size(),
         "checkpoint": cp.size if cp else None,
         "anchored": cp.anchored if cp else None,
+        "registry": {
+            "synced_with_chain": service.dep.registry.synced,
+            "mismatch": mismatch.differences if mismatch else None,
+        },
     }
 
 

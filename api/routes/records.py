@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from api.access import may_see, visible
 from api.deps import CallerDep, ServiceDep, Writer
-from api.errors import forbidden
+from api.errors import ApiError, forbidden
 from api.routes._common import decode_cursor, encode_cursor, lookup, record_public, time_to_us
 from api.schemas import (
     ErrorPublic,
@@ -27,6 +27,11 @@ from ledger.records import hex0x
 from ledger.store.models import RecordRow, RecordTag
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
+# Kinds that other routes index as they log them: submitted here they would be logged unindexed.
+ROUTED_KINDS = {
+    "epcis_event": "POST /v1/epcis/capture/signed",
+    "model_manifest": "POST /v1/models",
+}
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorPublic} for code in (401, 403, 422)}
 
 
@@ -40,6 +45,10 @@ def submit_record(
         raise forbidden(
             f"{caller.participant} may only submit its own records,"
             f" not {record.producer.participant}'s"
+        )
+    if record.kind in ROUTED_KINDS:
+        raise ApiError(
+            422, "invalid_input", f"{record.kind} records go to {ROUTED_KINDS[record.kind]}"
         )
     result = service.submit(record, signature)
     if result.duplicate:

@@ -34,7 +34,7 @@ from eth_tester.exceptions import BlockNotFound as TesterBlockNotFound
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 from web3.exceptions import BlockNotFound, TransactionNotFound
-from web3.types import TxParams
+from web3.types import FilterParams, TxParams
 
 from ledger.chain import _errors
 from ledger.chain.artifact import Artifact, load_artifact
@@ -50,6 +50,7 @@ from ledger.errors import (
     TransactionReverted,
     VerificationError,
 )
+from ledger.signing import Domain
 
 T = TypeVar("T")
 
@@ -64,7 +65,13 @@ ROLE_BITS: dict[str, int] = {
 }
 
 DEPLOYMENT_FILE = "deployment.json"
+LOG_CHUNK = 5_000  # blocks per eth_getLogs request (public nodes cap the range)
 DEFAULT_TIP = 10**9  # wei per gas, when the node has no suggestion
+# Gas added to every limit: nodes estimate against the latest block, a transaction runs in the
+# next one, and the registry's writes cost more in a block of their own (a new entry in the
+# list of registry blocks, a new step in a role history: ~22k gas each) than in the block the
+# estimate saw when it already held one. Only gas used is paid for.
+GAS_HEADROOM = 50_000
 TIP_TTL = 30.0  # seconds a node's tip suggestion is reused
 # A proof source: given the size of the latest checkpoint on chain, the consistency proof
 # from it to the new checkpoint. Lets the client re-prove after a reorg moved the chain back.
@@ -153,6 +160,45 @@ class ChainParticipant:
     roles: frozenset[str]
     registered_at: int  # block number
     keys: tuple[str, ...]
+    nonce: int  # key changes so far: what the next KeyBinding / KeyChange signature names
+
+
+@dataclass(frozen=True)
+class RegistryEvent:
+    """One registry event as the contract emitted it, where it was emitted.
+
+    `name` is ParticipantRegistered, RolesChanged, KeyAdded or KeyRevoked; the fields that do
+    not apply to it are None. `block` is `validFrom` / `revokedFrom` for key events (always
+    the event's own block).
+    """
+
+    name: str
+    participant: str | None  # None for key events: they name the participant by id hash
+    id_hash: str
+    display_name: str | None
+    roles: int | None
+    key: str | None
+    authorized_by: str | None
+    block_number: int
+    log_index: int
+    tx_hash: str
+    block_hash: str
+    timestamp: int
+
+    @classmethod
+    def from_args(cls, name: str, args: dict[str, Any], **where: Any) -> RegistryEvent:
+        key = args.get("key")
+        by = args.get("authorizedBy")
+        return cls(
+            name=name,
+            participant=args.get("id"),
+            id_hash=_hex(args["idHash"]),
+            display_name=args.get("name"),
+            roles=args.get("roles"),
+            key=key.lower() if key else None,
+            authorized_by=by.lower() if by else None,
+            **where,
+        )
 
 
 @dataclass(frozen=True)
@@ -247,6 +293,7 @@ class ChainClient:
         max_poll_interval: float = 0.1,
         timeout: float = 120.0,
         gas_margin: float = 1.25,
+        gas_headroom: int = GAS_HEADROOM,
         priority_fee: int | None = None,
         artifact: Artifact | None = None,
         check_code: bool = True,
@@ -264,7 +311,7 @@ class ChainClient:
             poll_interval, max_poll_interval: receipt and confirmation polling; the interval
                 starts small (a local node answers in milliseconds) and doubles up to the max.
             timeout: seconds to wait for a receipt or for confirmations.
-            gas_margin: gas limit = estimate * margin.
+            gas_margin, gas_headroom: gas limit = estimate * margin + headroom.
             priority_fee: tip per gas in wei (None: ask the node, fall back to 1 gwei).
             artifact: the contract build (default: the committed ProvenanceLedger artifact).
             check_code: compare the code at `address` with the artifact's runtime code.
@@ -286,6 +333,7 @@ class ChainClient:
         self.max_poll_interval = max_poll_interval
         self.timeout = timeout
         self.gas_margin = gas_margin
+        self.gas_headroom = gas_headroom
         self.priority_fee = priority_fee
         self.contract = w3.eth.contract(
             address=to_checksum_address(self.address), abi=self.artifact.abi
@@ -507,10 +555,16 @@ class ChainClient:
             max_poll_interval=self.max_poll_interval,
             timeout=self.timeout,
             gas_margin=self.gas_margin,
+            gas_headroom=self.gas_headroom,
             priority_fee=self.priority_fee,
             artifact=self.artifact,
             check_code=False,
         )
+
+    @property
+    def domain(self) -> Domain:
+        """The EIP-712 domain of this deployment: its records and key changes are signed in it."""
+        return Domain(self.chain_id, self.address)
 
     def close(self) -> None:
         """Release what the preset opened (the embedded chain's database and lock)."""
@@ -524,45 +578,75 @@ class ChainClient:
         self.close()
 
     # -------------------------------------------------------------------------- registry
-    def register_participant(self, participant_id: str, name: str, roles: Iterable[str]) -> Tx:
-        """Register an organisation (operator only).
+    # Key changes carry EIP-712 signatures that the contract checks (ledger.signing):
+    # `key_proof` is the new key's KeyBinding, `authorization` a valid key's KeyChange (empty
+    # when this client's own account is that key, or for an operator's revocation or recovery).
+    def register_participant(
+        self, participant_id: str, name: str, roles: Iterable[str], key: str, key_proof: bytes
+    ) -> Tx:
+        """Register an organisation with its first key (operator only).
 
         Raises:
-            InputError: an unknown role name.
-            TransactionReverted: NotOperator, ParticipantExists, NoRoles, EmptyParticipantId.
+            InputError: an unknown role name or a malformed address.
+            TransactionReverted: NotOperator, ParticipantExists, NoRoles, EmptyParticipantId,
+                KeyExists, KeyProofInvalid, MalformedSignature.
         """
-        return self.transact("registerParticipant", participant_id, name, roles_to_bits(roles))
+        bits = roles_to_bits(roles)
+        return self.transact(
+            "registerParticipant", participant_id, name, bits, _cs(key), bytes(key_proof)
+        )
 
     def set_roles(self, participant_id: str, roles: Iterable[str]) -> Tx:
         """Replace a participant's roles (an empty set suspends it). Operator only."""
         return self.transact("setRoles", participant_id, roles_to_bits(roles))
 
-    def add_key(self, participant_id: str, address: str, *, valid_from: int | None = None) -> Tx:
-        """Bind `address` to the participant from block `valid_from` (None: the tx's block).
+    def add_key(
+        self, participant_id: str, key: str, key_proof: bytes, authorization: bytes = b""
+    ) -> Tx:
+        """Bind `key` to the participant from the transaction's block on.
 
         Raises:
-            TransactionReverted: NotAuthorized, KeyExists, EffectiveBlockInPast, ...
+            TransactionReverted: NotAuthorized, AuthorizationInvalid, KeyExists,
+                KeyProofInvalid, MalformedSignature, UnknownParticipant.
         """
-        return self.transact("addKey", participant_id, _cs(address), valid_from or 0)
+        return self.transact(
+            "addKey", participant_id, _cs(key), bytes(key_proof), bytes(authorization)
+        )
 
-    def revoke_key(self, address: str, *, revoked_from: int | None = None) -> Tx:
-        """Revoke `address` from block `revoked_from` (None: the tx's block; may be earlier)."""
-        return self.transact("revokeKey", _cs(address), revoked_from or 0)
+    def revoke_key(self, key: str, authorization: bytes = b"") -> Tx:
+        """Revoke `key` from the transaction's block on.
 
-    def rotate_key(self, old: str, new: str, *, effective_block: int | None = None) -> Tx:
-        """Replace key `old` by `new` from `effective_block` (None: the transaction's block)."""
-        return self.transact("rotateKey", _cs(old), _cs(new), effective_block or 0)
+        Raises:
+            TransactionReverted: NotAuthorized, AuthorizationInvalid, KeyAlreadyRevoked,
+                UnknownKey.
+        """
+        return self.transact("revokeKey", _cs(key), bytes(authorization))
+
+    def rotate_key(self, old: str, new: str, key_proof: bytes, authorization: bytes = b"") -> Tx:
+        """Replace key `old` by `new` in the transaction's block.
+
+        Raises:
+            TransactionReverted: as `add_key` and `revoke_key`.
+        """
+        return self.transact(
+            "rotateKey", _cs(old), _cs(new), bytes(key_proof), bytes(authorization)
+        )
 
     def participant(self, participant_id: str) -> ChainParticipant:
         """Raises: NotFound."""
         try:
-            name, bits, registered, keys = self.call("participant", participant_id)
+            name, bits, registered, keys, nonce = self.call("participant", participant_id)
         except TransactionReverted as exc:
             raise _not_found(
                 exc, "UnknownParticipant", f"no participant {participant_id!r}"
             ) from exc
         return ChainParticipant(
-            participant_id, name, bits_to_roles(bits), registered, tuple(k.lower() for k in keys)
+            participant_id,
+            name,
+            bits_to_roles(bits),
+            registered,
+            tuple(k.lower() for k in keys),
+            nonce,
         )
 
     def participants(self) -> list[ChainParticipant]:
@@ -578,6 +662,81 @@ class ChainClient:
             raise _not_found(exc, "UnknownKey", f"key {address} is not registered") from exc
         return ChainKey(_address(address), participant_id, valid_from, revoked_from or None)
 
+    def roles_at(self, participant_id: str, block: int) -> frozenset[str]:
+        """The roles `participant_id` held at `block` (none before its registration).
+
+        Raises:
+            NotFound: no such participant.
+        """
+        try:
+            return bits_to_roles(self.call("rolesAt", participant_id, block))
+        except TransactionReverted as exc:
+            raise _not_found(
+                exc, "UnknownParticipant", f"no participant {participant_id!r}"
+            ) from exc
+
+    def key_nonce(self, participant_id: str) -> int:
+        """The participant's key-change count: the nonce its next KeyBinding/KeyChange names."""
+        return self.participant(participant_id).nonce
+
+    def registry_blocks(self, start: int = 0) -> list[int]:
+        """The blocks holding registry events, ascending, from the `start`-th on."""
+        out: list[int] = []
+        while True:
+            got = [int(b) for b in self.call("registryBlocks", start + len(out), 1024)]
+            out += got
+            if len(got) < 1024:
+                return out
+
+    def registry_block_count(self) -> int:
+        return int(self.call("registryBlockCount"))
+
+    def registry_events(self, from_block: int, to_block: int) -> list[RegistryEvent]:
+        """The registry's events in blocks [from_block, to_block], in chain order (see
+        `registry_blocks` for which blocks hold any: scanning a range costs a node time in
+        proportion to its length, on eth-tester ~20 ms a block)."""
+        if to_block < from_block:
+            return []
+        topics = {
+            _hex(keccak(text=_event_signature(e.abi))): e
+            for e in (
+                self.contract.events.ParticipantRegistered(),
+                self.contract.events.RolesChanged(),
+                self.contract.events.KeyAdded(),
+                self.contract.events.KeyRevoked(),
+            )
+        }
+        out: list[RegistryEvent] = []
+        times: dict[int, int] = {}
+        for lo in range(from_block, to_block + 1, LOG_CHUNK):
+            hi = min(lo + LOG_CHUNK - 1, to_block)
+            query: FilterParams = {
+                "address": self.contract.address,
+                "fromBlock": lo,
+                "toBlock": hi,
+                "topics": [list(topics)],
+            }
+            logs = self._rpc("eth_getLogs", partial(self.w3.eth.get_logs, query))
+            for log in logs:
+                event = topics[_hex(log["topics"][0])]
+                args = dict(event.process_log(log)["args"])
+                block = int(log["blockNumber"])
+                if block not in times:
+                    times[block] = int(self._block(block)["timestamp"])
+                out.append(
+                    RegistryEvent.from_args(
+                        event.event_name,
+                        args,
+                        block_number=block,
+                        log_index=int(log["logIndex"]),
+                        tx_hash=_hex(log["transactionHash"]),
+                        block_hash=_hex(log["blockHash"]),
+                        timestamp=times[block],
+                    )
+                )
+        out.sort(key=lambda e: (e.block_number, e.log_index))
+        return out
+
     def is_operator(self, address: str | None = None) -> bool:
         return bool(self.call("isOperator", _cs(address or self.account.address)))
 
@@ -589,8 +748,9 @@ class ChainClient:
         block: int | None = None,
         timestamp: float | None = None,
     ) -> bool:
-        """Was `address` a valid key of `participant_id` at `block` (or at Unix `timestamp`,
-        resolved to the last block at or before it; neither: now)?
+        """Could `address` sign for `participant_id` at `block` (or at Unix `timestamp`,
+        resolved to the last block at or before it; neither: now): a valid key of it, and the
+        participant held some role then?
 
         Raises:
             NotFound: no such participant.
@@ -611,10 +771,11 @@ class ChainClient:
         block: int | None = None,
         timestamp: float | None = None,
     ) -> ChainKey:
-        """Like `key_valid_at`, but raise instead of answering False.
+        """Like `key_valid_at`, but raise instead of answering False, naming why.
 
         Raises:
-            KeyNotAuthorized: unknown key, another participant's key, or not valid then.
+            KeyNotAuthorized: unknown key, another participant's key, not valid then, or the
+                participant held no role then.
             NotFound: no such participant.
         """
         at = self._resolve_block(block, timestamp)
@@ -632,6 +793,8 @@ class ChainClient:
                 f"key {address} of {participant_id!r} is valid over blocks "
                 f"[{key.valid_from}, {until}), not at block {at}"
             )
+        if not self.roles_at(participant_id, at):
+            raise KeyNotAuthorized(f"{participant_id!r} held no role at block {at}")
         return key
 
     def block_at_time(self, timestamp: float) -> int:
@@ -680,6 +843,24 @@ class ChainClient:
 
     def checkpoint_count(self) -> int:
         return int(self.call("checkpointCount"))
+
+    def covering_checkpoint(self, index: int, from_size: int = 0) -> ChainCheckpoint:
+        """The first anchored checkpoint that covers leaf `index`: the chain's answer to "when
+        was this record first anchored", walking back from the checkpoint at `from_size`
+        (0: the latest).
+
+        Raises:
+            NotFound: no checkpoint at `from_size`, or none anchored covers `index` yet.
+        """
+        try:
+            size, _ = self.call("coveringCheckpoint", index, from_size)
+        except TransactionReverted as exc:
+            if exc.error_name == "UnknownCheckpoint":
+                raise NotFound(f"no checkpoint of size {from_size or 'any'} on chain") from exc
+            if exc.error_name == "IndexOutOfRange":
+                raise NotFound(f"no anchored checkpoint covers leaf {index} yet") from exc
+            raise
+        return self.checkpoint(size)
 
     def checkpoints(self) -> list[ChainCheckpoint]:
         """Every checkpoint, oldest first (walks the chain of previous sizes)."""
@@ -999,7 +1180,7 @@ class ChainClient:
                     estimate = self._rpc(
                         f"{what} (gas estimate)", partial(self.w3.eth.estimate_gas, params)
                     )
-                    tx["gas"] = int(estimate * self.gas_margin)
+                    tx["gas"] = int(estimate * self.gas_margin) + self.gas_headroom
                     tx.update(self._fees())
                     signed = self.account.sign_transaction(tx)
                     tx_hash = _hex(signed.hash)

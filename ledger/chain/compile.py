@@ -72,12 +72,12 @@ def find_solcjs() -> Path | None:
 def compile_all(
     names: tuple[str, ...] = CONTRACTS, *, solc_binary: Path | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Compile the named contracts in one compiler run and return their artifacts by name.
+    """Compile the named contracts and return their artifacts by name.
 
     Raises:
         CompileError: solc-js is missing, is not version SOLC_VERSION, or reports an error.
     """
-    import solcx  # development-time dependency: imported here so runtime never loads it
+    # solcx is a development-time dependency: imported here so runtime never loads it.
     from solcx.wrapper import get_version_str_from_solc_binary
 
     binary = solc_binary or find_solcjs()
@@ -91,27 +91,23 @@ def compile_all(
         raise CompileError(f"{binary} is solc {version}, expected {SOLC_VERSION}")
 
     sources = {name: source_path(name).read_bytes() for name in names}
-    standard_input = {
-        "language": "Solidity",
-        "sources": {source_unit(n): {"content": s.decode()} for n, s in sources.items()},
-        "settings": {
-            **settings(),
-            "outputSelection": {
-                "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}
-            },
-        },
-    }
-    try:
-        output = solcx.compile_standard(standard_input, solc_binary=binary, base_path=str(REPO))
-    except Exception as exc:  # SolcError carries the compiler's own message
-        raise CompileError(f"solc-js failed: {exc}") from exc
-    problems = [e["formattedMessage"] for e in output.get("errors", []) if e["severity"] == "error"]
-    if problems:
-        raise CompileError("solc-js rejected the source:\n" + "\n".join(problems))
+    # One compiler run per output: solc-js ends with process.exit(), which cuts stdout on a
+    # pipe at 64 KiB when the reader is slower than the writer (seen with ProvenanceLedger's
+    # ABI and both bytecodes in one answer). Each output alone stays well below that.
+    outputs: dict[str, dict[str, Any]] = {}
+    for selection in ("abi", "evm.bytecode.object", "evm.deployedBytecode.object"):
+        output = _run_solcjs(binary, sources, selection)
+        for name in names:
+            built = outputs.setdefault(name, {"evm": {}})
+            got = output["contracts"][source_unit(name)][name]
+            if selection == "abi":
+                built["abi"] = got["abi"]
+            else:
+                built["evm"].update(got["evm"])
 
     artifacts: dict[str, dict[str, Any]] = {}
     for name, source in sources.items():
-        built = output["contracts"][source_unit(name)][name]
+        built = outputs[name]
         artifacts[name] = {
             "contractName": name,
             "sourcePath": source_unit(name),
@@ -123,6 +119,31 @@ def compile_all(
             "deployedBytecode": "0x" + built["evm"]["deployedBytecode"]["object"],
         }
     return artifacts
+
+
+def _run_solcjs(binary: Path, sources: dict[str, bytes], selection: str) -> dict[str, Any]:
+    """One standard-JSON compiler run asking for one output of every contract.
+
+    Raises:
+        CompileError: the compiler failed or reported an error.
+    """
+    import solcx
+
+    standard_input = {
+        "language": "Solidity",
+        "sources": {source_unit(n): {"content": s.decode()} for n, s in sources.items()},
+        "settings": {**settings(), "outputSelection": {"*": {"*": [selection]}}},
+    }
+    try:
+        output: dict[str, Any] = solcx.compile_standard(
+            standard_input, solc_binary=binary, base_path=str(REPO)
+        )
+    except Exception as exc:  # SolcError carries the compiler's own message
+        raise CompileError(f"solc-js failed: {exc}") from exc
+    problems = [e["formattedMessage"] for e in output.get("errors", []) if e["severity"] == "error"]
+    if problems:
+        raise CompileError("solc-js rejected the source:\n" + "\n".join(problems))
+    return output
 
 
 def artifact_path(name: str, build_dir: Path = BUILD_DIR) -> Path:

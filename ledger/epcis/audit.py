@@ -302,6 +302,7 @@ def _row(item: dict[str, Any], about: list[str]) -> str:
         html.escape(s["type"]),
         html.escape(s["bizStep"] or ""),
         html.escape(disposition),
+        html.escape(s.get("asserted_by") or ""),
         f"<code>{html.escape(s['eventID'][14:30])}…</code>",
         f"<code>{html.escape(s['leaf_hash'][:18])}…</code>",
         "<br>".join(html.escape(a) for a in about)

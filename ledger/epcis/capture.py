@@ -10,12 +10,15 @@ result points at the record that holds it (`duplicate=True`).
 An error declaration (EPCIS 2.0 section 7.4.1.4) repeats an event with `errorDeclaration`
 added, so it has the event's hash ID. It is a new statement and is logged once; the event's
 index row then points at it (`error_declared_by`), queries return it in place of the
-original, and genealogy no longer follows the event.
+original, and genealogy no longer follows the event. Only the participant that submitted the
+original event, or an operator, may declare it in error (`NotPermitted` otherwise): nobody
+retracts another party's statement.
 
 Two ways in:
 
 - `capture`: plain EPCIS JSON, as EPCIS tools send it. The repository signs each event's
-  record with its own key (`signer`, registered to `participant`). Each stored event carries
+  record with its own key (`signer`, registered to `participant`): the operator's events only,
+  since whoever signs is who the log says asserted the event. Each stored event carries
   the document's `@context` (events must be readable alone) and, when the producer gave none,
   its hash ID as `eventID`.
 - `capture_signed`: records of kind `epcis_event` signed by their producers (the payload is
@@ -34,7 +37,7 @@ from ledger.epcis.errors import Complaint, SchemaViolation
 from ledger.epcis.hashid import event_hash_id, is_hash_id, split_context
 from ledger.epcis.index import IndexEntry, index_entry, write_index
 from ledger.epcis.validate import validate_capture
-from ledger.errors import InputError
+from ledger.errors import InputError, NotPermitted
 from ledger.ingest import Accepted, check_record
 from ledger.log import Log
 from ledger.records import Record
@@ -155,7 +158,7 @@ def capture(
             KIND, p.payload, participant=participant, address=signer.address, created_at=created_at
         )
         accepted.append(check_record(record, signer.sign(domain, record), domain, keys))
-    return CaptureResult(_append(log, prepared, accepted), warnings)
+    return CaptureResult(_append(log, prepared, accepted, keys), warnings)
 
 
 def capture_signed(
@@ -172,6 +175,7 @@ def capture_signed(
         InputError: a record of another kind. SchemaViolation, UnsupportedEpcis: a payload
             is not a capturable event (the message names which submission).
         SignatureError, KeyNotAuthorized: a signature does not hold.
+        NotPermitted: an error declaration of another participant's event.
         StorageError: the database failed; nothing is stored.
     """
     prepared: list[PreparedEvent] = []
@@ -189,7 +193,7 @@ def capture_signed(
         prepared.append(p)
         warnings.extend(f"submission {n}: {w}" for w in warned)
         accepted.append(check_record(record, signature, domain, keys))
-    return CaptureResult(_append(log, prepared, accepted), warnings)
+    return CaptureResult(_append(log, prepared, accepted, keys), warnings)
 
 
 def _under(c: Complaint, n: int) -> Complaint:
@@ -206,16 +210,24 @@ class _Slot:
 
 
 def _append(
-    log: Log, prepared: Sequence[PreparedEvent], accepted: Sequence[Accepted]
+    log: Log,
+    prepared: Sequence[PreparedEvent],
+    accepted: Sequence[Accepted],
+    keys: KeySnapshot,
 ) -> list[CapturedEvent]:
     if not prepared:
         return []
     with log.appending() as app:
         conn = app.conn
-        slots, hashes = _known(conn, sorted({p.event_id for p in prepared}))
+        slots, hashes, producers = _known(conn, sorted({p.event_id for p in prepared}))
+
         existing = set(slots)
         declared_before = {eid for eid, s in slots.items() if s.declared_by is not None}
         new: list[int] = []  # positions in `prepared` whose record is appended
+
+        def producer(leaf: int) -> str:
+            return producers[leaf] if leaf >= 0 else accepted[new[-1 - leaf]].participant
+
         where: list[tuple[int, bool]] = []  # per event: (leaf, duplicate), leaf encoded
         for n, p in enumerate(prepared):
             slot = slots.get(p.event_id)
@@ -227,6 +239,13 @@ def _append(
                 slots[p.event_id] = _Slot(leaf, leaf if declares else None)
                 where.append((leaf, False))
             elif declares and slot.declared_by is None:
+                declarer, original = accepted[n].participant, producer(slot.leaf)
+                if declarer != original and "operator" not in keys.roles(declarer):
+                    # Raised inside the transaction: nothing of this capture is stored.
+                    raise NotPermitted(
+                        f"{declarer} may not declare {p.event_id} in error: {original} "
+                        "asserted it (only its submitter or an operator may)"
+                    )
                 leaf = -1 - len(new)
                 new.append(n)
                 slot.declared_by = leaf
@@ -265,8 +284,11 @@ def _append(
     return out
 
 
-def _known(conn: Connection, ids: list[str]) -> tuple[dict[str, _Slot], dict[int, bytes]]:
-    """The index's slots for these hash IDs, and the leaf hashes of their records."""
+def _known(
+    conn: Connection, ids: list[str]
+) -> tuple[dict[str, _Slot], dict[int, bytes], dict[int, str]]:
+    """The index's slots for these hash IDs, and the leaf hashes and producers of their
+    records."""
     slots: dict[str, _Slot] = {}
     for i in range(0, len(ids), 500):
         rows = conn.execute(
@@ -280,12 +302,13 @@ def _known(conn: Connection, ids: list[str]) -> tuple[dict[str, _Slot], dict[int
         | {s.declared_by for s in slots.values() if s.declared_by is not None}
     )
     hashes: dict[int, bytes] = {}
+    producers: dict[int, str] = {}
     for i in range(0, len(leaves), 500):
-        hashes.update(
-            conn.execute(
-                select(RecordRow.leaf_index, RecordRow.leaf_hash).where(
-                    RecordRow.leaf_index.in_(leaves[i : i + 500])
-                )
-            ).all()
-        )
-    return slots, hashes
+        for leaf, leaf_hash, participant in conn.execute(
+            select(RecordRow.leaf_index, RecordRow.leaf_hash, RecordRow.participant).where(
+                RecordRow.leaf_index.in_(leaves[i : i + 500])
+            )
+        ).all():
+            hashes[leaf] = leaf_hash
+            producers[leaf] = participant
+    return slots, hashes, producers

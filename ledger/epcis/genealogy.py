@@ -14,7 +14,8 @@ for the whole frontier (index range scans on `epcis_links`), so its cost follows
 the genealogy, not of the history; identifiers already seen are not expanded twice, so cycles
 in bad data end.
 
-Every edge names the events that make it by leaf index; with `include_observations` the
+Every edge names the events that make it by leaf index, and who asserted them (the participant
+that signed each event's record); with `include_observations` the
 ObjectEvents about each node (inspections, shipping, ...) come too. `EventRef` carries each
 event's leaf index and leaf hash: `ledger.receipts.build_receipt(log, leaf_index, domain)` gives
 its receipt, and `ledger.epcis.audit` bundles them for an auditor.
@@ -25,7 +26,7 @@ plant made last. Packing it into cases and pallets (aggregation) does not unmake
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
@@ -56,7 +57,7 @@ from ledger.epcis.index import (
 from ledger.epcis.vocab import cbv_name
 from ledger.errors import InputError, NotFound
 from ledger.store import Store
-from ledger.store.models import EpcisEventRow, EpcisLinkRow
+from ledger.store.models import EpcisEventRow, EpcisLinkRow, RecordRow
 
 Direction = Literal["upstream", "downstream", "both"]
 
@@ -120,7 +121,15 @@ class Genealogy:
                 {"id": n, "hops": d}
                 for n, d in sorted(self.nodes.items(), key=lambda x: (x[1], x[0]))
             ],
-            "edges": [e.to_json() for e in self.edges],
+            "edges": [
+                {
+                    **e.to_json(),
+                    "asserted_by": sorted(
+                        {self.events[i].asserted_by for i in e.events if i in self.events}
+                    ),
+                }
+                for e in self.edges
+            ],
             "events": [self.events[i].to_json() for i in sorted(self.events)],
             "observations": {n: ids for n, ids in sorted(self.observations.items())},
             "truncated": self.truncated,
@@ -413,13 +422,20 @@ def _recall(
     )
 
 
-def _seeds_of(conn: Connection, where: Any) -> tuple[list[str], list[EventRef]]:
+def _seeds_of(
+    conn: Connection, where: Any, asserted_by: Collection[str] | None = None
+) -> tuple[list[str], list[EventRef]]:
     link, ev = EpcisLinkRow, EpcisEventRow
-    rows = conn.execute(
+    q = (
         select(link.epc, link.leaf_index)
         .join(ev, ev.leaf_index == link.leaf_index)
         .where(where, ev.error_declared_by.is_(None), link.role.in_(OBSERVED_ROLES))
-    ).all()
+    )
+    if asserted_by is not None:
+        q = q.join(RecordRow, RecordRow.leaf_index == ev.leaf_index).where(
+            RecordRow.participant.in_(sorted(asserted_by))
+        )
+    rows = conn.execute(q).all()
     refs = event_refs(conn, {leaf for _, leaf in rows})
     return sorted({epc for epc, _ in rows}), [refs[i] for i in sorted(refs)]
 
@@ -440,13 +456,20 @@ def recall_from_lot(store: Store, lot: str, *, max_nodes: int = MAX_NODES) -> Re
 
 
 def recall_by_model(
-    store: Store, model_manifest_digest: str, *, max_nodes: int = MAX_NODES
+    store: Store,
+    model_manifest_digest: str,
+    *,
+    asserted_by: Collection[str] | None = None,
+    max_nodes: int = MAX_NODES,
 ) -> Recall:
     """Finished lots judged, themselves or upstream, by events citing this model manifest
-    (`fp:modelManifestDigest`, see `ledger.epcis.export`)."""
+    (`fp:modelManifestDigest`, see `ledger.epcis.export`), asserted by one of `asserted_by`
+    (default: by anyone)."""
     with store.reading() as conn:
         generic_plans(conn)
-        seeds, events = _seeds_of(conn, EpcisEventRow.model_digest == model_manifest_digest)
+        seeds, events = _seeds_of(
+            conn, EpcisEventRow.model_digest == model_manifest_digest, asserted_by
+        )
         return _recall(conn, f"judged by model {model_manifest_digest}", seeds, events, max_nodes)
 
 
@@ -457,6 +480,7 @@ def recall_nonconformant(
     biz_step: str = "inspecting",
     since_us: int | None = None,
     until_us: int | None = None,
+    asserted_by: Collection[str] | None = None,
     max_nodes: int = MAX_NODES,
 ) -> Recall:
     """Finished lots with an inspection of the given disposition on them or upstream.
@@ -464,6 +488,7 @@ def recall_nonconformant(
     Args:
         dispositions: which outcomes count (CBV names or URIs, e.g. `vocab.NEEDS_REVIEW`).
         since_us, until_us: only inspections with eventTime in [since, until).
+        asserted_by: only inspections signed by these participants (default: anyone's).
     """
     ev = EpcisEventRow
     names = [cbv_name("disposition", d) for d in dispositions]
@@ -474,6 +499,6 @@ def recall_nonconformant(
         where = and_(where, ev.event_time_us < until_us)
     with store.reading() as conn:
         generic_plans(conn)
-        seeds, events = _seeds_of(conn, where)
+        seeds, events = _seeds_of(conn, where, asserted_by)
         label = f"{biz_step} with disposition {' or '.join(names)} upstream"
         return _recall(conn, label, seeds, events, max_nodes)

@@ -145,6 +145,7 @@ class EventRef:
     disposition: str | None
     model_digest: str | None
     error_declared_by: int | None  # leaf index of the record declaring this event in error
+    asserted_by: str  # the participant that signed the event's record
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -158,6 +159,7 @@ class EventRef:
             "disposition": self.disposition,
             "model_manifest_digest": self.model_digest,
             "error_declared_by": self.error_declared_by,
+            "asserted_by": self.asserted_by,
         }
 
 
@@ -218,6 +220,7 @@ def _refs(pg: bool) -> Any:
             EpcisEventRow.disposition,
             EpcisEventRow.model_digest,
             EpcisEventRow.error_declared_by,
+            RecordRow.participant,
         )
         .join(RecordRow, RecordRow.leaf_index == EpcisEventRow.leaf_index)
         .where(one_of(EpcisEventRow.leaf_index, "leaves", pg))
@@ -242,5 +245,6 @@ def event_refs(conn: Connection, leaves: Iterable[int]) -> dict[int, EventRef]:
                 disposition=row.disposition,
                 model_digest=row.model_digest,
                 error_declared_by=row.error_declared_by,
+                asserted_by=row.participant,
             )
     return out

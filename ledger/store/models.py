@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.0 schema: records, log nodes, checkpoints, participants, keys, EPCIS index.
+"""SQLAlchemy 2.0 schema: records, log nodes, checkpoints, the registry mirror, EPCIS index.
 
 Times are stored as integer microseconds since the Unix epoch (UTC): they compare and index the
 same way on SQLite and PostgreSQL, and round-trip exactly to RFC 3339.
@@ -91,6 +91,12 @@ class CheckpointRow(Base):
 
 
 class ParticipantRow(Base):
+    """A participant as the registry mirror last saw it: what other tables refer to.
+
+    Written by `Registry.sync` only and never decided from: the registry is folded from
+    `registry_events`, which are checked against the chain.
+    """
+
     __tablename__ = "participants"
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -99,32 +105,47 @@ class ParticipantRow(Base):
     created_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
-class KeyRow(Base):
-    """A signing key of a participant, valid over [valid_from_us, revoked_us)."""
+class RegistryEventRow(Base):
+    """The mirror of the ProvenanceLedger registry: its events, in chain order.
 
-    __tablename__ = "keys"
+    Participants, roles over time and keys with their validity are folded from these rows
+    (`ledger.registry.fold`); `Registry.sync` appends what the chain adds and refuses a
+    mirror whose rows the chain does not have.
+    """
 
-    address: Mapped[str] = mapped_column(String(42), primary_key=True)
-    participant: Mapped[str] = mapped_column(
-        String(128), ForeignKey("participants.id"), nullable=False, index=True
-    )
-    valid_from_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    revoked_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    reason: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    __tablename__ = "registry_events"
+
+    block_number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    log_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(32), nullable=False)
+    participant: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    id_hash: Mapped[str] = mapped_column(String(66), nullable=False)
+    display_name: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    roles: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    key: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    authorized_by: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    tx_hash: Mapped[str] = mapped_column(String(66), nullable=False)
+    block_hash: Mapped[str] = mapped_column(String(66), nullable=False)
+    timestamp: Mapped[int] = mapped_column(BigInteger, nullable=False)  # Unix seconds
 
 
 class ApiKeyRow(Base):
-    """An API key of the provenance service: only its SHA-256 is kept."""
+    """An API key of the provenance service: only its SHA-256 is kept.
+
+    `id` names the key in listings and revocations (it is not the secret, nor derived from it).
+    """
 
     __tablename__ = "api_keys"
 
     key_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True, nullable=False)
     participant: Mapped[str] = mapped_column(
         String(128), ForeignKey("participants.id"), nullable=False, index=True
     )
     role: Mapped[str] = mapped_column(String(32), nullable=False)
     label: Mapped[str] = mapped_column(String(128), nullable=False)
     created_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    expires_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     revoked_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 

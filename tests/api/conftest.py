@@ -15,7 +15,7 @@ from api.auth import create_api_key
 from api.config import Settings
 from api.main import create_app
 from api.service import Service
-from ledger.deployment import Deployment
+from ledger.deployment import Deployment, save_key
 from ledger.records import Record
 from ledger.signing import Signer
 from tests.conftest import postgres_schema
@@ -38,6 +38,7 @@ class Plant:
     service: Service
     keys: dict[str, str]
     signers: dict[str, Signer] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)
 
     def as_(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[who]}"}
@@ -53,20 +54,65 @@ class Plant:
     def submit(self, who: str, **kw: Any) -> httpx.Response:
         return self.client.post("/v1/records", json=self.signed(who, **kw), headers=self.as_(who))
 
+    def manifest(self, who: str = "modelworks", name: str = "rul-test") -> dict[str, Any]:
+        """A model_manifest record signed by `who`."""
+        return self.signed(
+            who,
+            kind="model_manifest",
+            name=name,
+            task="rul",
+            architecture="cnn",
+            config={},
+            weights_sha256="0x" + "00" * 32,
+            training_data={},
+            created_at="2026-11-01T00:00:00Z",
+        )
+
+    def model(self, name: str = "rul-test") -> str:
+        """The digest of a registered model manifest (registered by modelworks on first use)."""
+        if name not in self.models:
+            r = self.client.post(
+                "/v1/models", json=self.manifest(name=name), headers=self.as_("modelworks")
+            )
+            assert r.status_code in (200, 201), r.text
+            self.models[name] = r.json()["digest"]
+        return self.models[name]
+
+    def predict(self, asset: str, who: str = "line-3", **payload: Any) -> httpx.Response:
+        """Submit a prediction about `asset` that cites a registered model."""
+        return self.submit(
+            who,
+            kind="prediction",
+            asset=asset,
+            model_manifest_digest=self.model(),
+            **(payload or {"rul": 42.5}),
+        )
+
 
 def make_plant(home: Path, database_url: str | None = None) -> Plant:
+    """A deployment on its own embedded chain, every participant registered there (with its
+    key held here) and given an API key; the service runs without background threads."""
     dep = Deployment.init(home, database_url=database_url)
-    service = Service(dep, Settings(home=home, sequencer=False))
+    chain = dep.open_chain()
+    service = Service(dep, Settings(home=home, sequencer=False), chain)
     keys: dict[str, str] = {}
     signers: dict[str, Signer] = {"operator": dep.signer("operator")}
+    writer = service.writer()
     for pid, role in PLANT:
         if pid != "operator":
-            dep.registry.add_participant(pid, pid.title(), [role])
             signers[pid] = Signer.generate()
-            dep.registry.add_key(pid, signers[pid].address, valid_from_us=1)
-        keys[pid] = create_api_key(dep.store, pid, role)
+            save_key(home, pid, signers[pid])
+            writer.enrol(pid, pid.title(), [role], signers[pid])
+        keys[pid] = create_api_key(dep.store, pid, role, registry=dep.registry)
+    service.registry_changed()
     client = TestClient(create_app(service))
     return Plant(client, service, keys, signers)
+
+
+def close_plant(p: Plant) -> None:
+    if p.service.chain is not None:
+        p.service.chain.close()
+    p.service.dep.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -74,9 +120,9 @@ def plant(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Plant]:
     if request.param == "sqlite":
         p = make_plant(tmp_path / "home")
         yield p
-        p.service.dep.close()
+        close_plant(p)
         return
     with postgres_schema(request.getfixturevalue("postgres_url")) as url:
         p = make_plant(tmp_path / "home", database_url=url)
         yield p
-        p.service.dep.close()
+        close_plant(p)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ledger.signing import Signer, sign_key_binding
 from tests.api.conftest import PLANT, Plant
 
 ROLES = {pid: role for pid, role in PLANT}
@@ -28,7 +29,7 @@ def _ctx(plant: Plant) -> dict[str, Any]:
         headers=op,
     )
     supplier = plant.submit("acme", lot="SECRET-LOT").json()
-    prediction = plant.submit("line-3", kind="prediction", asset="engine-7", rul=40.0).json()
+    prediction = plant.predict("engine-7", rul=40.0).json()
     plant.service.dep.log.checkpoint()
     receipt = plant.client.get(f"/v1/records/{supplier['id']}/receipt", headers=op).json()[
         "receipt"
@@ -47,16 +48,7 @@ def _ctx(plant: Plant) -> dict[str, Any]:
 
 
 def _manifest(plant: Plant, who: str, name: str | None = None) -> dict[str, Any]:
-    manifest = {
-        "name": name or f"rul-{who}",
-        "task": "rul",
-        "architecture": "cnn",
-        "config": {},
-        "weights_sha256": "0x" + "00" * 32,
-        "training_data": {},
-        "created_at": "2026-11-01T00:00:00Z",
-    }
-    return plant.signed(who, kind="model_manifest", **manifest)
+    return plant.manifest(who, name or f"rul-{who}")
 
 
 def p_register(plant: Plant) -> dict[str, Any]:
@@ -65,6 +57,27 @@ def p_register(plant: Plant) -> dict[str, Any]:
     )
     assert r.status_code == 201, r.text
     return r.json()
+
+
+def _new_participant(p: Plant, who: str) -> dict[str, Any]:
+    signer = Signer.generate()
+    pid = f"new-{who}"
+    proof = sign_key_binding(signer, p.service.dep.domain, pid, signer.address, 0)
+    return {
+        "id": pid,
+        "name": "N",
+        "roles": ["supplier"],
+        "address": signer.address,
+        "key_proof": "0x" + proof.hex(),
+    }
+
+
+def _signed_event(p: Plant, who: str) -> list[dict[str, Any]]:
+    event = {**_EVENT, "eventTime": f"2026-01-05T06:00:{len(who):02d}.000Z"}
+    return [p.signed(who, kind="epcis_event", **event)]
+
+
+_SIG = "0x" + "11" * 65
 
 
 Call = Callable[[Plant, str, dict[str, Any]], Any]
@@ -117,12 +130,7 @@ MATRIX: dict[tuple[str, str], tuple[set[str], Call]] = {
         {"operator"},
         lambda p, who, c: p.client.post(
             "/v1/participants",
-            json={
-                "id": f"new-{who}",
-                "name": "N",
-                "roles": ["supplier"],
-                "address": "0x" + "12" * 20,
-            },
+            json=_new_participant(p, who),
             headers=p.as_(who),
         ),
     ),
@@ -130,7 +138,11 @@ MATRIX: dict[tuple[str, str], tuple[set[str], Call]] = {
         {"operator", "nordic"},
         lambda p, who, c: p.client.post(
             "/v1/participants/nordic/keys/rotate",
-            json={"address": "0x" + f"{len(who):02x}" * 20},
+            json={
+                "address": "0x" + f"{len(who):02x}" * 20,
+                "key_proof": _SIG,
+                "authorization": _SIG,
+            },
             headers=p.as_(who),
         ),
     ),
@@ -140,6 +152,48 @@ MATRIX: dict[tuple[str, str], tuple[set[str], Call]] = {
             f"/v1/participants/modelworks/keys/{p.signers['modelworks'].address}/revoke",
             headers=p.as_(who),
         ),
+    ),
+    ("GET", "/v1/participants/{participant}"): (
+        ALL,
+        lambda p, who, c: p.client.get("/v1/participants/nordic", headers=p.as_(who)),
+    ),
+    ("POST", "/v1/participants/{participant}/roles"): (
+        {"operator"},
+        lambda p, who, c: p.client.post(
+            "/v1/participants/nordic/roles", json={"roles": ["supplier"]}, headers=p.as_(who)
+        ),
+    ),
+    ("GET", "/v1/participants/{participant}/key-change"): (
+        {"operator", "nordic"},
+        lambda p, who, c: p.client.get(
+            "/v1/participants/nordic/key-change",
+            params={"add": "0x" + "34" * 20},
+            headers=p.as_(who),
+        ),
+    ),
+    ("POST", "/v1/participants/{participant}/keys"): (
+        {"operator", "nordic"},
+        lambda p, who, c: p.client.post(
+            "/v1/participants/nordic/keys",
+            json={"address": "0x" + "35" * 20, "key_proof": _SIG, "authorization": _SIG},
+            headers=p.as_(who),
+        ),
+    ),
+    ("POST", "/v1/api-keys"): (
+        {"operator"},
+        lambda p, who, c: p.client.post(
+            "/v1/api-keys",
+            json={"participant": "acme", "role": "supplier"},
+            headers=p.as_(who),
+        ),
+    ),
+    ("GET", "/v1/api-keys"): (
+        ALL,
+        lambda p, who, c: p.client.get("/v1/api-keys", headers=p.as_(who)),
+    ),
+    ("POST", "/v1/api-keys/{key_id}/revoke"): (
+        ALL,
+        lambda p, who, c: p.client.post("/v1/api-keys/k_none/revoke", headers=p.as_(who)),
     ),
     ("POST", "/v1/participants/{participant}/api-keys"): (
         {"operator"},
@@ -205,8 +259,14 @@ _EVENT = {
 }
 MATRIX |= {
     ("POST", "/v1/epcis/capture"): (
-        {"acme", "nordic", "line-3", "operator"},
+        {"operator"},
         lambda p, who, c: p.client.post("/v1/epcis/capture", json=_EVENT, headers=p.as_(who)),
+    ),
+    ("POST", "/v1/epcis/capture/signed"): (
+        {"acme", "nordic", "line-3", "operator"},
+        lambda p, who, c: p.client.post(
+            "/v1/epcis/capture/signed", json=_signed_event(p, who), headers=p.as_(who)
+        ),
     ),
     ("GET", "/v1/epcis/events"): (
         EPCIS_READERS,

@@ -68,7 +68,7 @@ def _setup(plant: Plant, url: str) -> dict:
 
 
 def _predict(plant: Plant, asset: str) -> dict:
-    r = plant.submit("line-3", kind="prediction", asset=asset, rul=42.5)
+    r = plant.predict(asset)
     assert r.status_code == 201, r.text
     return r.json()
 

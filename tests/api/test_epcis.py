@@ -15,12 +15,12 @@ def _history(plant: Plant) -> PlantFacts:
     facts = PlantFacts()
     events = list(plant_events(PlantConfig(runs=3, stages=3, raw_lot_uses=2, seed=3), facts))
     r = plant.client.post(
-        "/v1/epcis/capture", json=plant_document(events), headers=plant.as_("acme")
+        "/v1/epcis/capture", json=plant_document(events), headers=plant.as_("operator")
     )
     assert r.status_code == 201, r.text
     assert r.json()["captured"] == len(events)
     again = plant.client.post(
-        "/v1/epcis/capture", json=plant_document(events), headers=plant.as_("acme")
+        "/v1/epcis/capture", json=plant_document(events), headers=plant.as_("operator")
     )
     assert again.json()["captured"] == 0 and again.json()["duplicates"] == len(events)
     plant.service.dep.log.checkpoint()
@@ -75,7 +75,7 @@ def test_invalid_epcis_is_refused_with_the_schema_complaint(plant: Plant) -> Non
         "epcList": ["urn:epc:id:sgtin:4012345.011111.1"],
     }
     size = plant.service.dep.log.committed_size()
-    r = plant.client.post("/v1/epcis/capture", json=bad, headers=plant.as_("acme"))
+    r = plant.client.post("/v1/epcis/capture", json=bad, headers=plant.as_("operator"))
     assert r.status_code == 400, r.text
     body = r.json()
     assert body["code"] == "epcis_schema_violation" and body["complaints"]

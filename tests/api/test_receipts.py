@@ -112,7 +112,7 @@ def test_cached_receipt_keeps_access_control(plant: Plant) -> None:
         headers=op,
     )
     supplier = plant.submit("acme").json()["id"]
-    prediction = plant.submit("line-3", kind="prediction", asset="engine-7", rul=4.0).json()["id"]
+    prediction = plant.predict("engine-7", rul=4.0).json()["id"]
     plant.service.dep.log.checkpoint()
     etags = {}
     for rid in (supplier, prediction):  # cached by the operator, then read from memory

@@ -15,7 +15,7 @@ from api.server import build
 from ledger.chain.devnode import AnvilNode, find_anvil
 from ledger.deployment import save_key
 from ledger.records import Record
-from ledger.signing import Signer
+from ledger.signing import Signer, sign_key_binding
 
 
 @pytest.fixture(params=["embedded", pytest.param("anvil", marks=pytest.mark.node)])
@@ -36,13 +36,17 @@ def test_up_anchors_what_it_accepts(tmp_path: Path, chain_url: str | None) -> No
     running = build(settings)
     try:
         dep = running.service.dep
-        dep.registry.add_participant("acme", "ACME", ["supplier"])
         signer = Signer.generate()
         save_key(dep.home, "acme", signer)
-        dep.registry.add_key("acme", signer.address, valid_from_us=1)
-        running.service.registry_changed()  # registered behind the service's back
-        auth = {"Authorization": f"Bearer {create_api_key(dep.store, 'acme', 'supplier')}"}
+        # Registered on chain behind the service's back: its registry follower picks it up.
+        proof = sign_key_binding(signer, dep.domain, "acme", signer.address, 0)
+        running.chain.register_participant("acme", "ACME", ["supplier"], signer.address, proof)
         running.start_background()
+        deadline = time.monotonic() + 10
+        while "acme" not in {p.id for p in dep.registry.participants()}:
+            assert time.monotonic() < deadline, "the registry did not follow the chain"
+            time.sleep(0.05)
+        auth = {"Authorization": f"Bearer {create_api_key(dep.store, 'acme', 'supplier')}"}
         client = TestClient(running.app)
         ids = []
         for i in range(7):

@@ -74,6 +74,29 @@ def test_first_checkpoint_takes_no_proof(ledger: ChainClient, tree: MemoryTree) 
     reverts("ProofLength", ledger.transact, "publishCheckpoint", 6, tree.root(6), [])
 
 
+def test_covering_checkpoint_is_the_first_that_covers_a_leaf(
+    ledger: ChainClient, tree: MemoryTree
+) -> None:
+    """A record's key is judged at the block of the first checkpoint that covered it: the
+    contract walks back along previousSize to find it, from any later checkpoint."""
+    sizes = [3, 8, 9, 20]
+    blocks = {}
+    previous = 0
+    for size in sizes:
+        proof = tree.consistency(previous, size) if previous else []
+        blocks[size] = ledger.publish_checkpoint(size, tree.root(size), proof).block_number
+        previous = size
+    expect = {0: 3, 2: 3, 3: 8, 7: 8, 8: 9, 9: 20, 19: 20}
+    for index, first in expect.items():
+        for start in [s for s in sizes if s > index] + [0]:
+            cp = ledger.covering_checkpoint(index, start)
+            assert (cp.size, cp.block_number) == (first, blocks[first]), (index, start)
+    reverts("IndexOutOfRange", ledger.call, "coveringCheckpoint", 8, 8)
+    reverts("UnknownCheckpoint", ledger.call, "coveringCheckpoint", 1, 5)
+    with pytest.raises(NotFound, match="covers leaf 20"):
+        ledger.covering_checkpoint(20)
+
+
 def test_every_size_class_in_sequence(ledger: ChainClient, tree: MemoryTree) -> None:
     previous = 0
     for size in SIZE_CLASSES:

@@ -11,10 +11,10 @@ import pytest
 
 from ledger.ingest import Accepted, check_record
 from ledger.records import Record
-from ledger.registry import Registry, now_us
 from ledger.signing import Domain, Signer
 from ledger.store import Store, sqlite_url
 from tests.conftest import postgres_schema
+from tests.ledger.testonly.registry import StaticRegistry
 
 DOMAIN = Domain(chain_id=131277322940537, verifying_contract="0x" + "ab" * 20)
 
@@ -71,7 +71,7 @@ class Plant:
     """A registry with a few participants and their signers."""
 
     store: Store
-    registry: Registry
+    registry: StaticRegistry
     signers: dict[str, Signer]
 
     def record(
@@ -92,11 +92,10 @@ class Plant:
 
 @pytest.fixture
 def plant(store: Store) -> Plant:
-    reg = Registry(store)
+    reg = StaticRegistry()
     signers = {}
-    start = now_us() - 3_600_000_000
     for pid, role in [("operator", "operator"), ("supplier-a", "supplier"), ("auditor", "auditor")]:
         reg.add_participant(pid, pid.title(), [role])
         signers[pid] = Signer.generate()
-        reg.add_key(pid, signers[pid].address, valid_from_us=start)
+        reg.add_key(pid, signers[pid].address)
     return Plant(store, reg, signers)

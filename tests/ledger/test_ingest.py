@@ -31,7 +31,7 @@ from ledger.ingest import (
 )
 from ledger.log import Log
 from ledger.records import Record, commitment, format_time, unhex
-from ledger.registry import now_us
+from ledger.registry import KeySnapshot, now_us
 from ledger.signing import Signer
 from ledger.store.models import LogState, Node, RecordRow
 from tests.ledger.conftest import DOMAIN, Plant
@@ -123,8 +123,7 @@ def test_checking_stops_at_the_limit_of_bad_lines(plant: Plant) -> None:
     assert _log_state(plant) == (0, 0, 0)
 
 
-def _append_then_die(url: str, lines: list[bytes], pids: Path) -> None:
-    from ledger.registry import Registry
+def _append_then_die(url: str, lines: list[bytes], pids: Path, keys: KeySnapshot) -> None:
     from ledger.store import Store
 
     store = Store.open(url)
@@ -137,7 +136,6 @@ def _append_then_die(url: str, lines: list[bytes], pids: Path) -> None:
             pids.write_text(" ".join(str(p.pid) for p in multiprocessing.active_children()))
             os._exit(137)
 
-    keys = Registry(store).snapshot()
     append_lines(Log(store), lines, DOMAIN, keys, workers=2, batch=200, progress=progress)
 
 
@@ -154,7 +152,7 @@ def test_a_process_killed_mid_append_leaves_nothing(plant: Plant, tmp_path: Path
     url = plant.store.engine.url.render_as_string(hide_password=False)
     pids = tmp_path / "workers"
     proc = multiprocessing.get_context("spawn").Process(
-        target=_append_then_die, args=(url, lines, pids)
+        target=_append_then_die, args=(url, lines, pids, plant.registry.snapshot())
     )
     proc.start()
     proc.join(120)

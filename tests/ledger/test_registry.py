@@ -1,67 +1,264 @@
-"""Keys over time: rotation, revocation, and checks at the record's time."""
+"""The registry: the contract holds it, the database mirrors it, a changed mirror is caught.
+
+- `KeySnapshot.check`: what the log accepts at append time (bound, unrevoked, role allows kind);
+- `Registry.sync` / `check`: the mirror follows the chain's events and refuses to agree with a
+  database edited behind its back (finding 1 of issue #13, as an attack);
+- `RegistryWriter`: changes go to the contract first; each refusal is the contract's, named,
+  and leaves chain and mirror as they were;
+- a stateful property test drives the contract with random registry operations against a
+  small Python model of its rules.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+from sqlalchemy import delete, insert, select, update
 
-from ledger.errors import Conflict, InputError, KeyNotAuthorized, NotFound
-from ledger.registry import Registry
-from ledger.signing import Signer
+from ledger.chain import ChainClient
+from ledger.errors import (
+    Conflict,
+    InputError,
+    KeyNotAuthorized,
+    NotFound,
+    NotPermitted,
+    RegistryMismatch,
+    SignatureError,
+)
+from ledger.registry import Registry, RegistryWriter, check_kind, roles_for_kind
+from ledger.signing import Signer, sign_key_binding, sign_key_change
 from ledger.store import Store
+from ledger.store.models import ParticipantRow, RegistryEventRow
+from tests.ledger.testonly.registry import StaticRegistry
 
-T0 = 1_700_000_000_000_000  # microseconds
-HOUR = 3_600_000_000
+
+@pytest.fixture
+def chain(tmp_path: Path) -> Iterator[ChainClient]:
+    with ChainClient.embedded(tmp_path / "chain") as c:
+        yield c
 
 
-def test_rotation_and_revocation_by_time(store: Store) -> None:
-    reg = Registry(store)
+@pytest.fixture
+def writer(store: Store, chain: ChainClient) -> RegistryWriter:
+    registry = Registry(store)
+    registry.sync(chain)
+    return RegistryWriter(registry, chain)
+
+
+def rows(store: Store) -> list[tuple[object, ...]]:
+    with store.reading() as conn:
+        return [tuple(r) for r in conn.execute(select(RegistryEventRow)).all()]
+
+
+# ------------------------------------------------------------------------------- snapshot
+def test_what_the_log_accepts_at_append_time() -> None:
+    reg = StaticRegistry()
     reg.add_participant("acme", "ACME", ["supplier"])
-    k1, k2 = Signer.generate().address, Signer.generate().address
-    reg.add_key("acme", k1, valid_from_us=T0)
-    reg.rotate_key("acme", k2, at_us=T0 + 2 * HOUR)
+    reg.add_participant("line", "Line", ["manufacturer"])
+    reg.add_participant("tuv", "TUV", ["auditor"])
+    ka, kl, kt = (Signer.generate().address for _ in range(3))
+    for pid, key in (("acme", ka), ("line", kl), ("tuv", kt)):
+        reg.add_key(pid, key)
     keys = reg.snapshot()
-    now = T0 + 3 * HOUR
-    # k1 signed before the rotation, but it is revoked now: nothing new is accepted from it.
-    with pytest.raises(KeyNotAuthorized, match="revoked"):
-        keys.check("acme", k1, T0 + HOUR, now)
-    # ... while a receipt check at the record's own time still finds it valid then.
-    keys.check("acme", k1, T0 + HOUR, T0 + HOUR)
-    with pytest.raises(KeyNotAuthorized, match="not valid at the record's time"):
-        keys.check("acme", k1, T0 + 2 * HOUR, T0 + 2 * HOUR)
-    keys.check("acme", k2, T0 + 2 * HOUR + 1, now)
-    with pytest.raises(KeyNotAuthorized, match="not valid"):
-        keys.check("acme", k2, T0 + HOUR, now)  # backdated before k2 existed
-    reg.revoke_key(k2, at_us=T0 + 4 * HOUR, reason="compromised")
-    with pytest.raises(KeyNotAuthorized, match="revoked"):
-        reg.snapshot().check("acme", k2, T0 + 5 * HOUR, T0 + 5 * HOUR)
-    with pytest.raises(Conflict, match="already revoked"):
-        reg.revoke_key(k2, at_us=T0 + 6 * HOUR)
-
-
-def test_unknown_and_foreign_keys(store: Store) -> None:
-    reg = Registry(store)
-    reg.add_participant("a", "A", ["supplier"])
-    reg.add_participant("b", "B", ["auditor"])
-    ka = Signer.generate().address
-    reg.add_key("a", ka, valid_from_us=T0)
-    keys = reg.snapshot()
+    keys.check("acme", ka, "supplier_record")
+    keys.check("line", kl, "prediction")
     with pytest.raises(KeyNotAuthorized, match="not registered"):
-        keys.check("a", Signer.generate().address, T0, T0)
-    with pytest.raises(KeyNotAuthorized, match="belongs to a, not to b"):
-        keys.check("b", ka, T0, T0)
+        keys.check("acme", Signer.generate().address, "supplier_record")
+    with pytest.raises(KeyNotAuthorized, match="belongs to acme, not to line"):
+        keys.check("line", ka, "supplier_record")
+    # Kinds by role: suppliers do not sign what a model said; auditors sign nothing.
+    with pytest.raises(NotPermitted, match="may not sign prediction records"):
+        keys.check("acme", ka, "prediction")
+    with pytest.raises(NotPermitted, match="may not sign inspection"):
+        keys.check("acme", ka, "inspection")
+    with pytest.raises(NotPermitted, match=r"tuv \(auditor\) may not sign note records"):
+        keys.check("tuv", kt, "note")
+    assert roles_for_kind("model_manifest") == {"operator", "model_publisher"}
+    # A revoked key signs nothing new; a participant without roles neither.
+    reg.revoke_key(ka)
+    with pytest.raises(KeyNotAuthorized, match="revoked at block"):
+        reg.snapshot().check("acme", ka, "supplier_record")
+    reg.set_roles("line", [])
+    with pytest.raises(NotPermitted, match=r"line \(no role\)"):
+        reg.snapshot().check("line", kl, "note")
+    check_kind("line", frozenset({"operator"}), "prediction")
 
 
-def test_registry_input_errors(store: Store) -> None:
-    reg = Registry(store)
-    with pytest.raises(InputError, match="unknown role"):
-        reg.add_participant("x", "X", ["janitor"])
-    reg.add_participant("x", "X", ["auditor", "maintainer"])
-    assert reg.participant("x").roles == {"auditor", "maintainer"}
-    with pytest.raises(Conflict, match="already exists"):
-        reg.add_participant("x", "X", ["auditor"])
-    with pytest.raises(NotFound):
-        reg.add_key("nobody", Signer.generate().address)
-    key = Signer.generate().address
-    reg.add_key("x", key)
-    with pytest.raises(Conflict, match="already registered"):
-        reg.add_key("x", key)
+# ------------------------------------------------------------------------------- the mirror
+def test_the_mirror_follows_the_chain(store: Store, writer: RegistryWriter) -> None:
+    acme = writer.enrol("acme", "ACME", ["supplier"])
+    writer.rotate_held("acme", acme)
+    writer.set_roles("acme", ["supplier", "manufacturer"])
+    # What the mirror holds is what the chain's events say, and the contract's storage agrees.
+    fresh = Registry(store)  # another process: reads the database only
+    assert not fresh.synced
+    assert fresh.state() == writer.registry.state()
+    fresh.check(writer.chain)
+    keys = fresh.keys("acme")
+    assert [k.active for k in keys] == [False, True]
+    assert keys[0].revoked_from == keys[1].valid_from  # rotation: one block
+    assert keys[1].added_by == acme.address  # the old key consented
+    assert fresh.participant("acme").roles == {"supplier", "manufacturer"}
+    history = fresh.state().role_history["acme"]
+    assert [sorted(r) for _, r in history] == [["supplier"], ["manufacturer", "supplier"]]
+    with store.reading() as conn:
+        table = conn.execute(select(ParticipantRow.id, ParticipantRow.roles)).all()
+    assert sorted(table) == [("acme", "manufacturer,supplier"), ("operator", "operator")]
+    # A sync that finds nothing new writes nothing.
+    before = rows(store)
+    writer.registry.sync(writer.chain)
+    assert rows(store) == before
+
+
+def test_a_key_added_to_the_database_alone_is_caught(store: Store, writer: RegistryWriter) -> None:
+    """Issue #13, finding 1: anyone who can write the operator's database adds a key for a
+    supplier and signs records 'by' it. The mirror is checked against the chain: refused."""
+    writer.enrol("acme", "ACME", ["supplier"])
+    forger = Signer.generate()
+    last = rows(store)[-1]
+    forged = {
+        "block_number": last[0],
+        "log_index": last[1] + 1,
+        "name": "KeyAdded",
+        "participant": "acme",
+        "id_hash": "0x" + "00" * 32,
+        "display_name": None,
+        "roles": None,
+        "key": forger.address,
+        "authorized_by": None,
+        "tx_hash": "0x" + "00" * 32,
+        "block_hash": "0x" + "00" * 32,
+        "timestamp": 0,
+    }
+    with store.transaction() as conn:
+        conn.execute(insert(RegistryEventRow).values(**forged))
+    # A process that trusts the database alone would accept the forger's records ...
+    Registry(store).snapshot().check("acme", forger.address, "supplier_record")
+    # ... a sync against the chain refuses the mirror, and writes nothing.
+    before = rows(store)
+    with pytest.raises(RegistryMismatch, match="in the mirror, not on chain"):
+        Registry(store).sync(writer.chain)
+    assert rows(store) == before
+    # The chain's own verdict on that key.
+    with pytest.raises(KeyNotAuthorized, match="not registered on chain"):
+        writer.chain.require_key("acme", forger.address)
+    # Repair rewrites the mirror from the chain.
+    Registry(store).sync(writer.chain, repair=True)
+    with pytest.raises(KeyNotAuthorized):
+        Registry(store).snapshot().check("acme", forger.address, "supplier_record")
+
+
+@pytest.mark.parametrize("edit", ["swap key", "un-revoke", "delete", "future block"])
+def test_every_edit_of_the_mirror_is_caught(
+    store: Store, writer: RegistryWriter, edit: str
+) -> None:
+    acme = writer.enrol("acme", "ACME", ["supplier"])
+    writer.rotate_held("acme", acme)
+    registry = writer.registry  # a long-running process: it has synced before the edit
+    with store.transaction() as conn:
+        if edit == "swap key":
+            conn.execute(
+                update(RegistryEventRow)
+                .where(RegistryEventRow.key == acme.address, RegistryEventRow.name == "KeyAdded")
+                .values(key=Signer.generate().address)
+            )
+        elif edit == "un-revoke":
+            conn.execute(delete(RegistryEventRow).where(RegistryEventRow.name == "KeyRevoked"))
+        elif edit == "delete":
+            conn.execute(
+                delete(RegistryEventRow).where(RegistryEventRow.name == "ParticipantRegistered")
+            )
+        else:
+            conn.execute(
+                update(RegistryEventRow)
+                .where(RegistryEventRow.name == "KeyRevoked")
+                .values(block_number=10**9)
+            )
+    with pytest.raises(RegistryMismatch):
+        registry.sync(writer.chain)
+    with pytest.raises(RegistryMismatch):
+        Registry(store).sync(writer.chain)
+    # The long-running process keeps deciding from what it checked, not from the edit.
+    assert not registry.state().keys[acme.address].active
+
+
+def test_two_processes_sync_together(store: Store, writer: RegistryWriter) -> None:
+    other = Registry(store)
+    other.sync(writer.chain)
+    writer.enrol("acme", "ACME", ["supplier"])  # this process writes the new events ...
+    other.sync(writer.chain)  # ... the other finds them already there, and agrees
+    writer.enrol("beta", "Beta", ["auditor"])
+    third = Registry(store)
+    third.sync(writer.chain)
+    other.sync(writer.chain)
+    assert other.state() == third.state() == writer.registry.state()
+
+
+# ------------------------------------------------------------------------------- writes
+def test_refusals_are_named_and_change_nothing(store: Store, writer: RegistryWriter) -> None:
+    acme = writer.enrol("acme", "ACME", ["supplier"])
+    domain = writer.domain
+    chain = writer.chain
+
+    def state() -> tuple[object, ...]:
+        return (rows(store), chain.participants(), writer.registry.state())
+
+    before = state()
+    new = Signer.generate()
+    nonce = writer.nonce("acme")
+    proof = sign_key_binding(new, domain, "acme", new.address, nonce)
+    refusals = [
+        (Conflict, "already exists", lambda: writer.enrol("acme", "Again", ["supplier"])),
+        (InputError, "unknown role", lambda: writer.enrol("x", "X", ["janitor"])),
+        (InputError, "at least one role", lambda: writer.enrol("x", "X", [])),
+        (NotFound, "no participant 'nobody'", lambda: writer.add_key("nobody", new.address, proof)),
+        (NotFound, "not registered", lambda: writer.revoke_key(new.address)),
+        # The operator alone may not bind a key to a participant that has one.
+        (NotPermitted, "consent", lambda: writer.add_key("acme", new.address, proof)),
+        (
+            SignatureError,
+            "not a valid key of 'acme'",
+            lambda: writer.add_key(
+                "acme",
+                new.address,
+                proof,
+                sign_key_change(Signer.generate(), domain, "acme", nonce, add=new.address),
+            ),
+        ),
+        (
+            SignatureError,
+            "not by the key",
+            lambda: writer.add_key(
+                "acme",
+                new.address,
+                sign_key_binding(acme, domain, "acme", new.address, nonce),
+                sign_key_change(acme, domain, "acme", nonce, add=new.address),
+            ),
+        ),
+        (
+            Conflict,
+            "already bound",
+            lambda: writer.register(
+                "beta",
+                "B",
+                ["supplier"],
+                acme.address,
+                sign_key_binding(acme, domain, "beta", acme.address, 0),
+            ),
+        ),
+    ]
+    for kind, text, attempt in refusals:
+        with pytest.raises(kind, match=text):
+            attempt()
+        assert state() == before, text
+    writer.revoke_key(acme.address)
+    with pytest.raises(Conflict, match="already revoked"):
+        writer.revoke_key(acme.address)
+
+
+# ------------------------------------------------------------------------------- model
+from tests.ledger.testonly.registry_model import RegistryMachine  # noqa: E402
+
+TestRegistryAgainstModel = RegistryMachine.TestCase

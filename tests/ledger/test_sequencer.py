@@ -21,19 +21,14 @@ from ledger.ingest import check_record
 from ledger.receipts import build_receipt, chain_anchor_source, verify_receipt
 from ledger.records import Record
 from ledger.sequencer import Policy, Sequencer
-from ledger.signing import Signer
+from tests.ledger.testonly.enrol import enrol
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _deployment(home: Path, **kw: object) -> Deployment:
     dep = Deployment.init(home, **kw)  # type: ignore[arg-type]
-    dep.registry.add_participant("acme", "ACME", ["supplier"])
-    signer = Signer.generate()
-    from ledger.deployment import save_key
-
-    save_key(home, "acme", signer)
-    dep.registry.add_key("acme", signer.address, valid_from_us=1)
+    enrol(dep, "acme", ["supplier"])
     return dep
 
 

@@ -25,7 +25,8 @@ from ledger.errors import (
     TransactionReverted,
     VerificationError,
 )
-from tests.ledger.chain.testonly import ChainEnv, free_port
+from ledger.signing import Signer, sign_key_binding
+from tests.ledger.chain.testonly import ChainEnv, free_port, register
 from tests.ledger.testonly.trees import MemoryTree
 
 
@@ -150,6 +151,7 @@ def test_a_mined_failure_is_an_error_not_a_result(env: ChainEnv, tree: MemoryTre
         private_key=client.account.key,
         address=client.address,
         gas_margin=0.5,
+        gas_headroom=0,
     )
     with pytest.raises(TransactionReverted, match=r"failed in block \d+ \(gas used") as info:
         starved.publish_checkpoint(16, tree.root(16), tree.consistency(8, 16))
@@ -165,24 +167,30 @@ def test_nonce_is_resynchronised_when_someone_else_used_the_key(
 ) -> None:
     client = env.deploy()
     twin = client.with_account(client.account.key)
-    client.register_participant("a", "A", ["supplier"])  # caches client's next nonce
-    twin.register_participant("b", "B", ["supplier"])  # uses that nonce behind its back
-    client.register_participant("c", "C", ["supplier"])  # must recover and re-sign
+    register(client, "a", "A", ["supplier"])  # caches client's next nonce
+    register(twin, "b", "B", ["supplier"])  # uses that nonce behind its back
+    register(client, "c", "C", ["supplier"])  # must recover and re-sign
     assert [p.id for p in client.participants()] == ["operator", "a", "b", "c"]
 
 
 def test_registry_round_trip(env: ChainEnv) -> None:
     client = env.deploy()
-    client.register_participant("acme", "Acme Steel", ["supplier", "model_publisher"])
     first, second, third = (env.new_account() for _ in range(3))
-    added = client.add_key("acme", first.address)
+    register(client, "acme", "Acme Steel", ["supplier", "model_publisher"], first)
+    added = client.key_info(first.address).valid_from
     acme = client.with_account(first.key)
-    acme.add_key("acme", second.address)
-    effective = client.block_number() + 2
-    rotated = acme.rotate_key(first.address, third.address, effective_block=effective)
+
+    def proof(account: Any) -> bytes:
+        return sign_key_binding(
+            Signer(bytes(account.key)), client.domain, "acme", account.address,
+            client.key_nonce("acme"),
+        )  # fmt: skip
+
+    acme.add_key("acme", second.address, proof(second))
+    rotated = acme.rotate_key(first.address, third.address, proof(third))
+    effective = rotated.block_number
     revoked = client.revoke_key(second.address)
-    while client.block_number() < effective:
-        env.mine()
+    env.mine()
 
     p = client.participant("acme")
     assert (p.name, p.roles) == ("Acme Steel", {"supplier", "model_publisher"})
@@ -190,12 +198,11 @@ def test_registry_round_trip(env: ChainEnv) -> None:
     k = client.key_info(first.address)
     assert (k.participant_id, k.valid_from, k.revoked_from) == (
         "acme",
-        added.block_number,
+        added,
         effective,
     )
     assert client.key_info(third.address).valid_from == effective
     assert client.key_info(second.address).revoked_from == revoked.block_number
-    assert rotated.block_number < effective
     for key, block, valid in [
         (first, effective - 1, True),
         (first, effective, False),

@@ -17,6 +17,7 @@ from eth_account import Account
 
 from ledger.chain import DEPLOYMENT_FILE, ChainClient
 from ledger.errors import ChainUnavailable
+from tests.ledger.chain.testonly import register
 from tests.ledger.testonly.trees import MemoryTree
 
 REPO = Path(__file__).resolve().parents[3]
@@ -26,6 +27,7 @@ CHILD = textwrap.dedent(
     """
     import json, sys
     from ledger.chain import ChainClient
+    from tests.ledger.chain.testonly import register
     from tests.ledger.testonly.trees import MemoryTree
     tree = MemoryTree().extend_to(2000)
     client = ChainClient.embedded(sys.argv[1])
@@ -59,8 +61,8 @@ def test_state_survives_a_restart(chain_dir: Path) -> None:
     [written] = run_child(
         chain_dir,
         f"""
-        client.register_participant("acme", "Acme Steel", ["supplier"])
-        client.add_key("acme", "{key.address}")
+        from eth_account import Account
+        register(client, "acme", "Acme Steel", ["supplier"], Account.from_key("{key.key.hex()}"))
         anchors = [
             client.publish_checkpoint(10, tree.root(10), []),
             client.publish_checkpoint(100, tree.root(100), tree.consistency(10, 100)),
@@ -182,7 +184,7 @@ def test_a_lost_deployment_file_finds_the_contract_again(chain_dir: Path) -> Non
     key = Account.create()
     with ChainClient.embedded(chain_dir, private_key=key.key) as client:
         first = (client.address, client.deployment_block)
-        client.register_participant("acme", "Acme", ["supplier"])  # the key's nonce moves on
+        register(client, "acme", "Acme", ["supplier"])  # the key's nonce moves on
     (chain_dir / DEPLOYMENT_FILE).unlink()
     with ChainClient.embedded(chain_dir, private_key=key.key) as again:
         assert (again.address, again.deployment_block) == first

@@ -20,7 +20,7 @@ from ledger.chain import ChainClient
 from ledger.chain._embedded import EmbeddedChain, fund_from_faucet, locked_provider
 from ledger.chain.devnode import free_port
 
-__all__ = ["ChainEnv", "free_port"]
+__all__ = ["ChainEnv", "free_port", "register"]
 
 
 class ChainEnv:
@@ -87,3 +87,16 @@ class ChainEnv:
 
     def block_number(self) -> int:
         return int(self.w3.eth.block_number)
+
+
+def register(
+    client: ChainClient, pid: str, name: str, roles: list[str], key: Any = None
+) -> LocalAccount:
+    """Register `pid` through `client` (an operator) with `key`'s proof of possession (default:
+    a fresh key); returns the key."""
+    from ledger.signing import Signer, sign_key_binding
+
+    account: LocalAccount = key or Account.create()
+    proof = sign_key_binding(Signer(bytes(account.key)), client.domain, pid, account.address, 0)
+    client.register_participant(pid, name, roles, account.address, proof)
+    return account

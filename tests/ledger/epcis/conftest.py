@@ -14,10 +14,10 @@ import pytest
 from ledger.epcis.capture import CaptureResult, capture
 from ledger.epcis.synthetic import PlantConfig, PlantFacts, plant_document, plant_events
 from ledger.log import Log
-from ledger.registry import Registry, now_us
 from ledger.signing import Signer
 from ledger.store import Store, sqlite_url
 from tests.ledger.conftest import DOMAIN, _postgres_store
+from tests.ledger.testonly.registry import StaticRegistry
 
 OPERATOR = "epcis-repository"
 
@@ -28,7 +28,7 @@ class Repo:
 
     store: Store
     log: Log
-    registry: Registry
+    registry: StaticRegistry
     signer: Signer
 
     def capture(self, document: Any) -> CaptureResult:
@@ -52,10 +52,10 @@ class Repo:
 
 
 def make_repo(store: Store) -> Repo:
-    reg = Registry(store)
+    reg = StaticRegistry()
     reg.add_participant(OPERATOR, "EPCIS repository", ["operator"])
     signer = Signer.generate()
-    reg.add_key(OPERATOR, signer.address, valid_from_us=now_us() - 3_600_000_000)
+    reg.add_key(OPERATOR, signer.address)
     return Repo(store, Log(store), reg, signer)
 
 
