@@ -13,13 +13,11 @@ from api.auth import create_api_key
 from api.config import Settings
 from api.delivery import DeliveryWorker
 from api.main import create_app
-from api.receipts import CachedAnchors, key_facts
 from api.runner import ModelRunner
 from api.service import Service
 from ledger import logs
 from ledger.deployment import CONFIG, Deployment
 from ledger.errors import LedgerError
-from ledger.receipts import chain_anchor_source, chain_key_source
 from ledger.sequencer import Policy, Sequencer
 
 log = logging.getLogger("forgeproof.server")
@@ -92,8 +90,6 @@ def build(settings: Settings) -> Running:
     runner = ModelRunner.shipped()
     service.extras["runner"] = runner
     register_shipped(service, runner)
-    service.extras["anchor_source"] = CachedAnchors(chain_anchor_source(chain))
-    service.extras["key_source"] = CachedAnchors(chain_key_source(chain), facts=key_facts)
     worker = DeliveryWorker(service)
     service.extras["wake_delivery"] = worker.wake
     sequencer = Sequencer(

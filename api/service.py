@@ -14,11 +14,12 @@ from sqlalchemy import insert, select
 from api.access import RecordFacts, may_read
 from api.auth import Caller, KeyCache
 from api.config import Settings
-from api.receipts import ReceiptCache
+from api.receipts import CachedAnchors, ReceiptCache, key_facts
 from ledger.deployment import Deployment
 from ledger.errors import ChainUnavailable, InputError, RegistryMismatch
 from ledger.ingest import Accepted, check_record
 from ledger.log import Appended
+from ledger.receipts import chain_anchor_source, chain_key_source
 from ledger.records import Record
 from ledger.registry import KeySnapshot, RegistryWriter, now_us
 from ledger.store.models import AssetAssignment, Delivery, ModelRow, RecordTag, Subscription
@@ -78,6 +79,10 @@ class Service:
         self._queue_lock = threading.Lock()
         self.started = time.time()
         self.extras: dict[str, Any] = {}  # predictors, sequencer, chain: set by the app factory
+        if chain is not None:
+            # What /v1/verify asks the chain: anchors, and the signer's key when first anchored.
+            self.extras["anchor_source"] = CachedAnchors(chain_anchor_source(chain))
+            self.extras["key_source"] = CachedAnchors(chain_key_source(chain), facts=key_facts)
 
     # --- the key registry -----------------------------------------------------------------
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +48,8 @@ registry_app = typer.Typer(no_args_is_help=True, help="The database's mirror of 
 app.add_typer(registry_app, name="registry")
 api_keys_app = typer.Typer(no_args_is_help=True, help="API keys of the provenance service.")
 app.add_typer(api_keys_app, name="api-keys")
+epcis_app = typer.Typer(no_args_is_help=True, help="EPCIS 2.0 events as signed records.")
+app.add_typer(epcis_app, name="epcis")
 app.add_typer(ml_app, name="ml")
 
 out = Console(soft_wrap=True)
@@ -297,9 +298,8 @@ def registry_sync(
     from ledger.errors import RegistryMismatch
 
     dep = _open(home)
-    url = os.environ.get("FORGEPROOF_CHAIN_URL") or dep.config.get("chain_url")
     try:
-        chain = _connect_chain(dep, url)
+        chain = dep.open_chain(sync=False)
         try:
             dep.registry.sync(chain, repair=repair)
             dep.registry.check(chain)
@@ -316,12 +316,6 @@ def registry_sync(
         f"registry mirror agrees with the chain: {len(state.participants)} participants, "
         f"{len(state.keys)} keys"
     )
-
-
-def _connect_chain(dep: Deployment, url: str | None) -> ChainClient:
-    from ledger.deployment import _connect
-
-    return _connect(dep.home, url, dep.signer(dep.operator))
 
 
 @api_keys_app.command("create")
@@ -470,6 +464,43 @@ def sign(
         tmp.write_text(text)
         tmp.replace(output)
         err.print(f"signed {len(lines)} records -> {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@epcis_app.command("sign")
+def epcis_sign(
+    participant: Annotated[str, typer.Option("--as", help="participant whose key signs")],
+    document: Annotated[Path, typer.Argument(help="an EPCISDocument or one event (JSON)")],
+    output: Annotated[Path | None, typer.Option("-o", "--output")] = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Sign each event of an EPCIS document as a record of `participant` (kind epcis_event, the
+    event with its @context and CBV 2.0 hash ID): the body of POST /v1/epcis/capture/signed.
+    The log then names `participant` as who asserted each event."""
+    from ledger.epcis.capture import KIND, prepare
+
+    dep = _open(home)
+    try:
+        signer = dep.signer(participant)
+        doc = json.loads(document.read_text())
+        prepared, warnings = prepare(doc)
+    except OSError as exc:
+        fail(f"cannot read {document}: {exc.strerror}")
+    except json.JSONDecodeError as exc:
+        fail(f"{document} is not JSON: {exc}")
+    except LedgerError as exc:
+        fail(str(exc))
+    for w in warnings:
+        err.print(f"[yellow]warning:[/] {w}", highlight=False)
+    subs = []
+    for p in prepared:
+        rec = Record.new(KIND, p.payload, participant=participant, address=signer.address)
+        subs.append(submission_json(rec, signer.sign(dep.domain, rec)))
+    text = json.dumps(subs, separators=(",", ":")) + "\n"
+    if output:
+        write_json_atomic(output, subs)
+        err.print(f"signed {len(subs)} events as {participant} -> {output}")
     else:
         sys.stdout.write(text)
 

@@ -127,9 +127,9 @@ class Deployment:
                 return Signer(bytes.fromhex(path.read_text().strip()))
         raise NotFound(f"no valid key of {participant!r} is held in {self.home / 'keys'}")
 
-    def open_chain(self, **options: Any) -> ChainClient:
+    def open_chain(self, *, sync: bool = True, **options: Any) -> ChainClient:
         """The deployment's chain client, acting as the operator, with the registry mirror
-        synced to it.
+        synced to it (unless `sync` is off: `forgeproof registry sync` decides for itself).
 
         Embedded (eth-tester under HOME/chain) unless the config or FORGEPROOF_CHAIN_URL names
         a JSON-RPC node.
@@ -148,7 +148,8 @@ class Deployment:
                     f"here are signed for {self.domain.verifying_contract} on chain "
                     f"{self.domain.chain_id}"
                 )
-            self.registry.sync(chain)
+            if sync:
+                self.registry.sync(chain)
         except BaseException:
             chain.close()
             raise

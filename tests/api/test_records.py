@@ -22,7 +22,12 @@ def test_submit_read_receipt_verify(plant: Plant) -> None:
         "/v1/verify", json={"receipt": receipt["receipt"]}, headers=plant.as_("tuv")
     ).json()
     assert verdict["ok"], verdict
-    assert {c["name"]: c["status"] for c in verdict["checks"]}["checkpoint"] == "ok"
+    status = {c["name"]: (c["status"], c["detail"]) for c in verdict["checks"]}
+    assert status["checkpoint"][0] == "ok"
+    # Not anchored yet: the chain checks say so, as skipped, not as passed or failed.
+    assert status["anchor"][0] == status["key (chain)"][0] == "skipped"
+    assert "claims no anchor" in status["anchor"][1]
+    assert "first checkpoint that covers the record" in status["key (chain)"][1]
     receipt["receipt"]["record"]["payload"]["qty"] = 41
     bad = plant.client.post("/v1/verify", json=receipt, headers=plant.as_("tuv")).json()
     assert not bad["ok"] and {"canonical", "signature"} <= {

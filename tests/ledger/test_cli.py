@@ -9,7 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ledger.cli import app
-from ledger.deployment import Deployment
+from ledger.deployment import Deployment, save_key
+from ledger.ingest import submission_json
+from ledger.records import Record
+from ledger.signing import Signer
 
 runner = CliRunner()
 
@@ -197,3 +200,150 @@ def test_demo(tmp_path: Path) -> None:
     out = run("demo", "--home", str(tmp_path / "demo"), "--records", "40")
     assert "appended 40 signed records" in out and "rejected, as it must be" in out
     assert "anchor ok" in out
+
+
+def _forge_key(home: Path, who: str) -> Signer:
+    """A key for `who` written into the database's registry mirror, and nowhere else."""
+    from sqlalchemy import insert, select
+
+    from ledger.store.models import RegistryEventRow
+
+    forger = Signer.generate()
+    dep = Deployment.open(home)
+    with dep.store.reading() as conn:
+        block, log_index = conn.execute(
+            select(RegistryEventRow.block_number, RegistryEventRow.log_index)
+            .order_by(RegistryEventRow.block_number.desc(), RegistryEventRow.log_index.desc())
+            .limit(1)
+        ).one()
+    with dep.store.transaction() as conn:
+        conn.execute(
+            insert(RegistryEventRow).values(
+                block_number=block,
+                log_index=log_index + 1,
+                name="KeyAdded",
+                participant=who,
+                id_hash="0x" + "00" * 32,
+                key=forger.address,
+                tx_hash="0x" + "00" * 32,
+                block_hash="0x" + "00" * 32,
+                timestamp=0,
+            )
+        )
+    save_key(home, who, forger)  # the forger holds it, as `forgeproof sign` would use it
+    dep.close()
+    return forger
+
+
+def test_append_refuses_a_mirror_the_chain_disagrees_with(home: Path, tmp_path: Path) -> None:
+    honest = signed(home, 2, tmp_path)
+    signer = _forge_key(home, "acme")
+    forged = tmp_path / "forged.jsonl"
+    dep = Deployment.open(home)
+    rec = Record.new("supplier_record", {"lot": "F"}, participant="acme", address=signer.address)
+    forged.write_text(json.dumps(submission_json(rec, signer.sign(dep.domain, rec))) + "\n")
+    dep.close()
+    for lines in (forged, honest):  # the whole mirror is distrusted, not just the forged key
+        out = run("append", str(lines), "--home", str(home), code=2)
+        assert "disagrees with the chain" in out and "nothing was appended" in out
+    assert size(home) == 0
+    out = run("registry", "sync", "--home", str(home), code=1)
+    assert "in the mirror, not on chain" in out
+    assert "agrees with the chain" in run("registry", "sync", "--repair", "--home", str(home))
+    out = run("append", str(forged), "--home", str(home), code=2)
+    assert "is not registered" in out
+    assert "appended 2 records" in run("append", str(honest), "--home", str(home))
+
+
+def test_init_prints_an_operator_api_key_and_api_keys_are_managed(tmp_path: Path) -> None:
+    h = tmp_path / "h"
+    out = run("init", "--home", str(h))
+    token = next(line.strip() for line in out.splitlines() if line.strip().startswith("fp_"))
+    run("participants", "add", "acme", "--role", "supplier", "--home", str(h))
+    created = runner.invoke(
+        app,
+        [
+            "api-keys",
+            "create",
+            "acme",
+            "--role",
+            "supplier",
+            "--expires-in",
+            "30d",
+            "--home",
+            str(h),
+        ],
+    )
+    assert created.exit_code == 0, created.output
+    acme_token = created.stdout.strip().splitlines()[-1]
+    assert acme_token.startswith("fp_") and acme_token != token
+    listed = json.loads(run("api-keys", "list", "--json", "--home", str(h)))
+    assert {(k["participant"], k["role"]) for k in listed} == {
+        ("operator", "operator"),
+        ("acme", "supplier"),
+    }
+    assert all(token not in json.dumps(k) for k in listed)
+    acme_id = next(k["id"] for k in listed if k["participant"] == "acme")
+    assert "revoked API key" in run("api-keys", "revoke", acme_id, "--home", str(h))
+    listed = json.loads(run("api-keys", "list", "--json", "--home", str(h)))
+    assert next(k for k in listed if k["id"] == acme_id)["revoked_us"] is not None
+    assert "does not hold the role" in run(
+        "api-keys", "create", "acme", "--role", "auditor", "--home", str(h), code=2
+    )
+    assert "expected a positive number" in run(
+        "api-keys",
+        "create",
+        "acme",
+        "--role",
+        "supplier",
+        "--expires-in",
+        "soon",
+        "--home",
+        str(h),
+        code=2,
+    )
+    from api.auth import KeyCache
+    from ledger.registry import Registry
+
+    dep = Deployment.open(h)
+    keys = KeyCache(dep.store, roles_of=lambda p: Registry(dep.store).participant(p).roles)
+    assert keys.lookup(token) is not None and keys.lookup(acme_token) is None
+    dep.close()
+
+
+@pytest.mark.node
+def test_verify_rpc_refuses_a_key_the_chain_never_had(tmp_path: Path) -> None:
+    """Issue #13, finding 1, checked the way a partner would: with its own node, not ours."""
+    from ledger.chain.devnode import AnvilNode, find_anvil
+    from ledger.ingest import append_lines
+    from ledger.registry import Registry
+    from ledger.sequencer import Sequencer
+
+    if find_anvil() is None:
+        pytest.fail("anvil is not installed (npm install)")
+    with AnvilNode.start() as node:
+        h = tmp_path / "h"
+        run("init", "--home", str(h), "--chain-url", node.url)
+        run("participants", "add", "acme", "--role", "supplier", "--home", str(h))
+        honest = signed(h, 1, tmp_path)
+        forger = _forge_key(h, "acme")
+        dep = Deployment.open(h)
+        rec = Record.new(
+            "supplier_record", {"lot": "F"}, participant="acme", address=forger.address
+        )
+        line = json.dumps(submission_json(rec, forger.sign(dep.domain, rec))).encode()
+        # A process that trusts the database alone appends it ...
+        lines = [*honest.read_bytes().splitlines(), line]
+        append_lines(dep.log, lines, dep.domain, Registry(dep.store).snapshot())
+        chain = dep.open_chain(sync=False)
+        Sequencer(dep.log, chain).step(force=True)
+        chain.close()
+        for index, verdict in ((0, 0), (1, 1)):
+            r = tmp_path / f"r{index}.json"
+            run("receipt", str(index), "-o", str(r), "--home", str(h))
+            out = run("verify", str(r), "--rpc", node.url, code=verdict)
+            if verdict:
+                assert "failed  key (chain)" in out and "not registered on chain" in out
+            else:
+                assert "ok  key (chain)" in out and "receipt verified" in out
+        dep.close()
