@@ -67,11 +67,28 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+_opened: list[Deployment] = []
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    # Deployments a command opened are closed (their database connections returned) when
+    # the command ends, however it ends.
+    ctx.call_on_close(_close_opened)
+
+
+def _close_opened() -> None:
+    while _opened:
+        _opened.pop().close()
+
+
 def _open(home: Path) -> Deployment:
     try:
-        return Deployment.open(home)
+        dep = Deployment.open(home)
     except LedgerError as exc:
         fail(str(exc))
+    _opened.append(dep)
+    return dep
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what the full test suite needs, then writes var/services.env.
 #   - z3: solc-js prints clean --standard-json output only when z3 is present.
+#   - chromium: the audit page is rendered headless by a browser test.
 #   - PostgreSQL 15 from Debian, a throwaway cluster on a private port.
 # Idempotent: safe to run again while the services are up.
 set -euo pipefail
@@ -9,6 +10,7 @@ mkdir -p var
 
 need=()
 command -v z3 >/dev/null || need+=(z3)
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
