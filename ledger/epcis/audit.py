@@ -1,6 +1,7 @@
 """The auditor's export: a genealogy with every event's receipt, checkable offline.
 
-`audit_bundle` gathers, for one genealogy (`ledger.epcis.genealogy.trace`):
+`audit_bundle` gathers, for one genealogy (`ledger.epcis.genealogy.trace`), with who asserted
+each event (the participant whose key signed its record; `summary.asserted_by`):
 
     {
       "format": "forgeproof-epcis-audit/1",
@@ -18,7 +19,7 @@ could disagree. A receipt is the format of docs/receipt.md, so `ledger.receipts.
 and the standalone docs/examples/verify_receipt.py check it. `verify_audit` checks the bundle
 as a whole: every receipt, that each payload hashes to its eventID (CBV 2.0), that proofs lead
 to the listed checkpoints, and that every edge of the drawn graph follows from the events'
-own content.
+own content, and that whoever the bundle says asserted an event is who signed its record.
 
 `audit_html` draws the genealogy as inline SVG in a self-contained page (nothing fetched, no
 network; one line of script scrolls the subject into view), with the events in a table and the
@@ -176,6 +177,10 @@ def verify_audit(
             computed = event_hash_id(payload)
             if computed != item["eventID"]:
                 raise InputError(f"the event hashes to {computed}, bundle says {item['eventID']}")
+            signer = record["producer"]["participant"]
+            said = item.get("summary", {}).get("asserted_by")
+            if said is not None and said != signer:
+                raise InputError(f"the bundle says {said} asserted it, its record is {signer}'s")
             links[leaf] = set(index_entry(payload).links)
         except (LedgerError, KeyError, TypeError, ValueError) as exc:
             report.problems.append(f"event at leaf {leaf}: {exc}")

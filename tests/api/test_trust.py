@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from api.config import Settings
 from api.main import create_app
@@ -29,6 +29,7 @@ from ledger.sequencer import Sequencer
 from ledger.signing import Signer, sign_key_binding, sign_key_change
 from ledger.store.models import Delivery, RegistryEventRow
 from tests.api.conftest import Plant
+from tests.ledger.testonly.registry import forge_key
 
 
 def _hex(b: bytes) -> str:
@@ -53,31 +54,8 @@ def signed_as(
     return submission_json(rec, signer.sign(plant.service.dep.domain, rec))
 
 
-def forge_key(plant: Plant, who: str) -> Signer:
-    """Write a key for `who` into the database's registry mirror, and nowhere else."""
-    forger = Signer.generate()
-    store = plant.service.dep.store
-    with store.reading() as conn:
-        last = conn.execute(
-            select(RegistryEventRow.block_number, RegistryEventRow.log_index)
-            .order_by(RegistryEventRow.block_number.desc(), RegistryEventRow.log_index.desc())
-            .limit(1)
-        ).one()
-    with store.transaction() as conn:
-        conn.execute(
-            insert(RegistryEventRow).values(
-                block_number=last[0],
-                log_index=last[1] + 1,
-                name="KeyAdded",
-                participant=who,
-                id_hash="0x" + "00" * 32,
-                key=forger.address,
-                tx_hash="0x" + "00" * 32,
-                block_hash="0x" + "00" * 32,
-                timestamp=0,
-            )
-        )
-    return forger
+def forged_key(plant: Plant, who: str) -> Signer:
+    return forge_key(plant.service.dep.store, who)
 
 
 def anchor(plant: Plant) -> None:
@@ -92,7 +70,7 @@ def checks(verdict: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 # ------------------------------------------------------------------------------- finding 1
 def test_a_key_only_the_database_knows_signs_nothing(plant: Plant) -> None:
-    forger = forge_key(plant, "acme")
+    forger = forged_key(plant, "acme")
     before = state(plant)[0]
     r = plant.client.post(
         "/v1/records", json=signed_as(plant, forger, "acme"), headers=plant.as_("acme")
@@ -113,7 +91,7 @@ def test_a_record_that_got_past_the_database_fails_the_chain_key_check(plant: Pl
     """Appended by a process that trusted the database alone (the mirror not checked), a
     record signed by a forged key is in the log, yet /v1/verify refuses it: key (chain)."""
     dep = plant.service.dep
-    forger = forge_key(plant, "acme")
+    forger = forged_key(plant, "acme")
     genuine = plant.submit("acme", lot="GENUINE").json()
     forged = Record.new(
         "supplier_record", {"lot": "FORGED"}, participant="acme", address=forger.address

@@ -13,6 +13,7 @@ from ledger.deployment import Deployment, save_key
 from ledger.ingest import submission_json
 from ledger.records import Record
 from ledger.signing import Signer
+from tests.ledger.testonly.registry import forge_key
 
 runner = CliRunner()
 
@@ -203,34 +204,10 @@ def test_demo(tmp_path: Path) -> None:
 
 
 def _forge_key(home: Path, who: str) -> Signer:
-    """A key for `who` written into the database's registry mirror, and nowhere else."""
-    from sqlalchemy import insert, select
-
-    from ledger.store.models import RegistryEventRow
-
-    forger = Signer.generate()
+    """A key for `who` in the database's registry mirror only, held here as a signer would."""
     dep = Deployment.open(home)
-    with dep.store.reading() as conn:
-        block, log_index = conn.execute(
-            select(RegistryEventRow.block_number, RegistryEventRow.log_index)
-            .order_by(RegistryEventRow.block_number.desc(), RegistryEventRow.log_index.desc())
-            .limit(1)
-        ).one()
-    with dep.store.transaction() as conn:
-        conn.execute(
-            insert(RegistryEventRow).values(
-                block_number=block,
-                log_index=log_index + 1,
-                name="KeyAdded",
-                participant=who,
-                id_hash="0x" + "00" * 32,
-                key=forger.address,
-                tx_hash="0x" + "00" * 32,
-                block_hash="0x" + "00" * 32,
-                timestamp=0,
-            )
-        )
-    save_key(home, who, forger)  # the forger holds it, as `forgeproof sign` would use it
+    forger = forge_key(dep.store, who)
+    save_key(home, who, forger)
     dep.close()
     return forger
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select, update
 
 from ledger.chain import ChainClient
 from ledger.errors import (
@@ -31,7 +31,7 @@ from ledger.registry import Registry, RegistryWriter, check_kind, roles_for_kind
 from ledger.signing import Signer, sign_key_binding, sign_key_change
 from ledger.store import Store
 from ledger.store.models import ParticipantRow, RegistryEventRow
-from tests.ledger.testonly.registry import StaticRegistry
+from tests.ledger.testonly.registry import StaticRegistry, forge_key
 
 
 @pytest.fixture
@@ -116,24 +116,7 @@ def test_a_key_added_to_the_database_alone_is_caught(store: Store, writer: Regis
     """Issue #13, finding 1: anyone who can write the operator's database adds a key for a
     supplier and signs records 'by' it. The mirror is checked against the chain: refused."""
     writer.enrol("acme", "ACME", ["supplier"])
-    forger = Signer.generate()
-    last = rows(store)[-1]
-    forged = {
-        "block_number": last[0],
-        "log_index": last[1] + 1,
-        "name": "KeyAdded",
-        "participant": "acme",
-        "id_hash": "0x" + "00" * 32,
-        "display_name": None,
-        "roles": None,
-        "key": forger.address,
-        "authorized_by": None,
-        "tx_hash": "0x" + "00" * 32,
-        "block_hash": "0x" + "00" * 32,
-        "timestamp": 0,
-    }
-    with store.transaction() as conn:
-        conn.execute(insert(RegistryEventRow).values(**forged))
+    forger = forge_key(store, "acme")
     # A process that trusts the database alone would accept the forger's records ...
     Registry(store).snapshot().check("acme", forger.address, "supplier_record")
     # ... a sync against the chain refuses the mirror, and writes nothing.

@@ -65,6 +65,8 @@ def _drop_edge_event(b: dict[str, Any]) -> None:
          "does not follow from its events"),
         (lambda b: _drop_edge_event(b), "cites an event not in the bundle"),
         (lambda b: b["checkpoints"][0].update(root="0x" + "00" * 32), "unlisted checkpoint"),
+        (lambda b: b["events"][0]["summary"].update(asserted_by="someone-else"),
+         "its record is epcis-repository's"),
     ],
 )  # fmt: skip
 def test_tampering_shows(bundle: dict[str, Any], tamper: Any, problem: str) -> None:

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from sqlalchemy import insert, select
+
 from ledger.errors import Conflict, NotFound
 from ledger.registry import KeyInfo, KeySnapshot, Participant, RegistryState, check_roles
+from ledger.signing import Signer
+from ledger.store import Store
+from ledger.store.models import RegistryEventRow
 
 
 class StaticRegistry:
@@ -69,3 +74,30 @@ class StaticRegistry:
 
     def snapshot(self) -> KeySnapshot:
         return self.state.snapshot()
+
+
+def forge_key(store: Store, participant: str) -> Signer:
+    """The attack of issue #13, finding 1: write a key for `participant` into the database's
+    registry mirror (one more KeyAdded row, in the last registry block), and nowhere else."""
+    forger = Signer.generate()
+    with store.reading() as conn:
+        block, log_index = conn.execute(
+            select(RegistryEventRow.block_number, RegistryEventRow.log_index)
+            .order_by(RegistryEventRow.block_number.desc(), RegistryEventRow.log_index.desc())
+            .limit(1)
+        ).one()
+    with store.transaction() as conn:
+        conn.execute(
+            insert(RegistryEventRow).values(
+                block_number=block,
+                log_index=log_index + 1,
+                name="KeyAdded",
+                participant=participant,
+                id_hash="0x" + "00" * 32,
+                key=forger.address,
+                tx_hash="0x" + "00" * 32,
+                block_hash="0x" + "00" * 32,
+                timestamp=0,
+            )
+        )
+    return forger
