@@ -197,41 +197,53 @@ class RegistryState:
 
 
 def fold(events: Iterable[RegistryEvent]) -> RegistryState:
-    """The registry that a sequence of registry events (in chain order) leaves behind."""
+    """The registry that a sequence of registry events (in chain order) leaves behind.
+
+    Raises:
+        RegistryMismatch: the events contradict each other (a key event for a participant or
+            key never registered): a mirror edited by hand, not a chain's.
+    """
     from ledger.chain import bits_to_roles
 
     state = RegistryState()
     for e in events:
         pid = e.participant
-        assert pid is not None, "events are resolved to participant ids before folding"
         at_us = e.timestamp * 1_000_000
-        if e.name == "ParticipantRegistered":
-            roles = bits_to_roles(e.roles or 0)
-            state.participants[pid] = Participant(
-                pid, e.display_name or "", roles, e.block_number, at_us
-            )
-            state.role_history[pid] = [(e.block_number, roles)]
-        elif e.name == "RolesChanged":
-            roles = bits_to_roles(e.roles or 0)
-            state.participants[pid] = replace(state.participants[pid], roles=roles)
-            history = state.role_history[pid]
-            if history and history[-1][0] == e.block_number:
-                history[-1] = (e.block_number, roles)
+        try:
+            if pid is None:
+                raise KeyError(e.id_hash)
+            if e.name == "ParticipantRegistered":
+                roles = bits_to_roles(e.roles or 0)
+                state.participants[pid] = Participant(
+                    pid, e.display_name or "", roles, e.block_number, at_us
+                )
+                state.role_history[pid] = [(e.block_number, roles)]
+            elif e.name == "RolesChanged":
+                roles = bits_to_roles(e.roles or 0)
+                state.participants[pid] = replace(state.participants[pid], roles=roles)
+                history = state.role_history[pid]
+                if history and history[-1][0] == e.block_number:
+                    history[-1] = (e.block_number, roles)
+                else:
+                    history.append((e.block_number, roles))
+            elif e.name == "KeyAdded" and e.key is not None:
+                state.participant(pid)
+                state.keys[e.key] = KeyInfo(
+                    e.key, pid, e.block_number, None, at_us, added_by=e.authorized_by
+                )
+            elif e.name == "KeyRevoked" and e.key is not None:
+                state.keys[e.key] = replace(
+                    state.keys[e.key],
+                    revoked_from=e.block_number,
+                    revoked_us=at_us,
+                    revoked_by=e.authorized_by,
+                )
             else:
-                history.append((e.block_number, roles))
-        elif e.name == "KeyAdded":
-            assert e.key is not None
-            state.keys[e.key] = KeyInfo(
-                e.key, pid, e.block_number, None, at_us, added_by=e.authorized_by
-            )
-        elif e.name == "KeyRevoked":
-            assert e.key is not None
-            state.keys[e.key] = replace(
-                state.keys[e.key],
-                revoked_from=e.block_number,
-                revoked_us=at_us,
-                revoked_by=e.authorized_by,
-            )
+                raise KeyError(e.name)
+        except (KeyError, NotFound) as exc:
+            raise RegistryMismatch(
+                [f"{e.name} in block {e.block_number} names {exc} before it was registered"]
+            ) from None
     return state
 
 
