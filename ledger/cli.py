@@ -22,6 +22,7 @@ from ledger.receipts import (
     build_receipt,
     chain_anchor_source,
     chain_key_source,
+    loads_strict,
     log_checkpoint_source,
     verify_receipt,
     write_json_atomic,
@@ -683,11 +684,11 @@ def verify(
 ) -> None:
     """Check a receipt: canonical hash, signature, key, inclusion, checkpoint and chain anchor."""
     try:
-        data = json.loads(receipt_file.read_text())
+        data = loads_strict(receipt_file.read_bytes())
     except OSError as exc:
         fail(f"cannot read {receipt_file}: {exc.strerror}")
-    except json.JSONDecodeError as exc:
-        fail(f"{receipt_file} is not JSON (truncated?): {exc}")
+    except LedgerError as exc:
+        fail(f"{receipt_file}: {exc}")
     keys = source = anchor = None
     chain = None
     home = home or (DEFAULT_HOME if DEFAULT_HOME.joinpath("config.json").is_file() else None)

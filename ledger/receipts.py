@@ -16,8 +16,13 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+
+from jsonschema import validators as jsonschema_validators
+from jsonschema.exceptions import best_match
 
 from ledger.errors import InputError, LedgerError, NotFound, VerificationError
 from ledger.log import Checkpoint, Log
@@ -116,57 +121,108 @@ class ParsedReceipt:
     anchor: dict[str, Any] | None
 
 
-def parse_receipt(data: Any) -> ParsedReceipt:
-    """Validate a receipt's shape, naming the first thing that is missing or malformed.
+@cache
+def receipt_schema() -> dict[str, Any]:
+    """The receipt's JSON Schema (draft 2020-12), as published in docs/receipt.schema.json."""
+    text = resources.files("ledger").joinpath("receipt.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    # JSON integers only: 1.0 and true are not integers here, though jsonschema would take them.
+    checker = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, v: isinstance(v, int) and not isinstance(v, bool)
+    )
+    strict = jsonschema_validators.extend(Draft202012Validator, type_checker=checker)
+    return strict(receipt_schema())
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """JSON as a receipt is read: duplicate object keys refused (a parser that keeps the last
+    and one that keeps the first would read two different receipts).
 
     Raises:
-        InputError: not a forgeproof receipt, or a field is missing or of the wrong shape.
+        InputError: not JSON, or a duplicate key (named, with its object's path).
+    """
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise InputError(f"duplicate key {key!r} in a JSON object")
+            seen[key] = value
+        return seen
+
+    try:
+        return json.loads(text, object_pairs_hook=no_duplicates)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not JSON (truncated?): {exc}") from None
+    except RecursionError:
+        raise InputError("not JSON this verifier reads: nested too deeply") from None
+
+
+def _where(path: Any) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def parse_receipt(data: Any) -> ParsedReceipt:
+    """Validate a receipt against its JSON Schema (docs/receipt.schema.json), naming the first
+    field that is missing, extra or malformed.
+
+    Raises:
+        InputError: not a forgeproof receipt, or a field is missing, extra or of the wrong shape.
     """
     if not isinstance(data, dict):
         raise InputError("a receipt is a JSON object")
     if data.get("format") != FORMAT:
         raise InputError(f"format is {data.get('format')!r}, expected {FORMAT!r}")
-    need = [
-        "record",
-        "signature",
-        "domain",
-        "leaf_index",
-        "leaf_hash",
-        "inclusion_proof",
-        "checkpoint",
-    ]
-    missing = [k for k in need if k not in data]
-    if missing:
-        raise InputError(f"receipt is missing {', '.join(missing)} (truncated?)")
+    errors = sorted(_validator().iter_errors(data), key=lambda e: (len(e.path), list(e.path)))
+    if errors:
+        missing = [e for e in errors if e.validator == "required" and not e.path]
+        if missing:
+            names = sorted(k for k in receipt_schema()["required"] if k not in data)
+            raise InputError(f"receipt is missing {', '.join(names)} (truncated?)")
+        first = best_match(errors) or errors[0]
+        where = _where(first.absolute_path) or "receipt"
+        raise InputError(f"{where}: {_complaint(first)}")
     cp = data["checkpoint"]
-    if not isinstance(cp, dict) or not {"size", "root"} <= set(cp):
-        raise InputError("checkpoint needs size and root")
-    for name, value in (("leaf_index", data["leaf_index"]), ("checkpoint.size", cp["size"])):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise InputError(f"{name} must be a non-negative integer, got {value!r}")
-    if not isinstance(data["inclusion_proof"], list):
-        raise InputError("inclusion_proof must be a list of 0x-prefixed hashes")
-    try:
-        domain = Domain.from_json(data["domain"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"domain is malformed: {exc}") from None
-    anchor = data.get("anchor")
-    if anchor is not None and not isinstance(anchor, dict):
-        raise InputError("anchor must be an object or null")
     return ParsedReceipt(
         record=Record.parse(data["record"]),
         signature=unhex(data["signature"], size=65, what="signature"),
-        domain=domain,
+        domain=Domain.from_json(data["domain"]),
         leaf_index=data["leaf_index"],
         leaf_hash=unhex(data["leaf_hash"], size=32, what="leaf_hash"),
-        proof=[
-            unhex(h, size=32, what=f"inclusion_proof[{i}]")
-            for i, h in enumerate(data["inclusion_proof"])
-        ],
+        proof=[unhex(h, size=32, what="inclusion_proof") for h in data["inclusion_proof"]],
         size=cp["size"],
         root=unhex(cp["root"], size=32, what="checkpoint.root"),
-        anchor=anchor,
+        anchor=data["anchor"],
     )
+
+
+def _complaint(error: Any) -> str:
+    """A schema error as a sentence that says what was expected."""
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return f"unexpected field(s) {', '.join(extra)}"
+    if error.validator == "required":
+        return str(error.message)
+    if error.validator == "pattern":
+        return f"{error.instance!r:.80} is not lower-case hex of the expected length or form"
+    if error.validator == "type":
+        return f"{error.instance!r:.80} is not of type {error.validator_value}"
+    if error.validator == "oneOf" and error.instance is not None:
+        # Not null, so what the object branch said.
+        options = [e for e in error.context or [] if e.validator_value != "null"]
+        inner = best_match(options) if options else None
+        if inner is not None:
+            return f"{_where(inner.relative_path) + ': ' if inner.relative_path else ''}" + (
+                _complaint(inner)
+            )
+    return str(error.message)
 
 
 # Checks the caller can plug in: each raises LedgerError when the claim does not hold.
@@ -237,7 +293,13 @@ def verify_receipt(
 
     try:
         verify_inclusion(leaf, r.leaf_index, r.size, r.proof, r.root)
-        v.add("inclusion", "ok", f"leaf {r.leaf_index} in tree of size {r.size}")
+        detail = f"leaf {r.leaf_index} in tree of size {r.size}"
+        if anchor_source is None and checkpoint_source is None:
+            # A proof fits more than one size (a leaf near the end of a tree of 231 leaves has
+            # the same path in one of 232): without the anchor, size and root are a claim.
+            detail += " (size and root as the receipt claims them: only the anchor check "
+            detail += "authenticates them)"
+        v.add("inclusion", "ok", detail)
     except LedgerError as exc:
         v.add("inclusion", "failed", str(exc))
 

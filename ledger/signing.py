@@ -124,11 +124,24 @@ class Domain:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Domain:
+        """The domain exactly as given: all four fields, nothing else, nothing filled in.
+
+        Raises:
+            ValueError: a field is missing, extra or of the wrong type.
+        """
+        fields = {"name", "version", "chainId", "verifyingContract"}
+        if not isinstance(d, dict) or set(d) != fields:
+            got = sorted(d) if isinstance(d, dict) else type(d).__name__
+            raise ValueError(f"an EIP-712 domain has exactly {sorted(fields)}, got {got}")
+        chain_id, contract = d["chainId"], d["verifyingContract"]
+        if not isinstance(chain_id, int) or isinstance(chain_id, bool) or chain_id < 0:
+            raise ValueError(f"chainId must be a non-negative integer, got {chain_id!r}")
+        if not isinstance(contract, str) or contract != contract.lower():
+            raise ValueError(f"verifyingContract must be lower-case hex, got {contract!r}")
+        if not isinstance(d["name"], str) or not isinstance(d["version"], str):
+            raise ValueError("name and version must be strings")
         return cls(
-            chain_id=int(d["chainId"]),
-            verifying_contract=str(d["verifyingContract"]).lower(),
-            name=str(d.get("name", DOMAIN_NAME)),
-            version=str(d.get("version", DOMAIN_VERSION)),
+            chain_id=chain_id, verifying_contract=contract, name=d["name"], version=d["version"]
         )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse
@@ -12,7 +14,7 @@ from api.deps import Operator, ServiceDep, require
 from api.errors import ApiError, forbidden
 from api.schemas import RecordCreate
 from ledger.epcis import audit
-from ledger.epcis.errors import SchemaViolation
+from ledger.epcis.errors import NotCheckpointed, SchemaViolation
 from ledger.epcis.genealogy import recall_by_model, recall_from_lot, recall_nonconformant, trace
 from ledger.epcis.query import get_event, query_events
 from ledger.ingest import parse_submission
@@ -87,7 +89,11 @@ def epcis_query(
     nextPageToken. Returns an EPCISQueryDocument; the next page is in the Link header."""
     page = query_events(service.dep.store, dict(request.query_params.multi_items()))
     if page.next_page_token:
-        response.headers["Link"] = f'<?nextPageToken={page.next_page_token}>; rel="next"'
+        # The whole query with the new token, as a path-absolute URL: a client follows it as
+        # given (RFC 8288, RFC 3986 reference resolution) and gets the next page of the same query.
+        kept = [(k, v) for k, v in request.query_params.multi_items() if k != "nextPageToken"]
+        query = urlencode([*kept, ("nextPageToken", page.next_page_token)])
+        response.headers["Link"] = f'<{request.url.path}?{query}>; rel="next"'
     return page.document
 
 
@@ -152,7 +158,14 @@ def audit_export(
     """The auditor's export: events of the genealogy with receipts and checkpoints, verifiable
     offline (`json`), or the same as a page with the genealogy drawn as a graph (`html`)."""
     g = trace(service.dep.store, id)
-    bundle = audit.audit_bundle(service.dep.log, g, service.dep.domain)
+    try:
+        bundle = audit.audit_bundle(service.dep.log, g, service.dep.domain)
+    except NotCheckpointed as exc:
+        # Events captured a moment ago: the sequencer checkpoints within its interval.
+        wait = max(1, math.ceil(service.settings.checkpoint_interval_s))
+        raise ApiError(
+            409, "not_checkpointed", str(exc), headers={"Retry-After": str(wait)}
+        ) from None
     if format == "html":
         return HTMLResponse(audit.audit_html(bundle))
     return bundle

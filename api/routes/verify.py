@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import CallerDep, ServiceDep
+from api.errors import ApiError
 from api.receipts import CachedAnchors
 from api.schemas import VerdictPublic, VerifyRequest
 from api.service import Service
-from ledger.receipts import log_checkpoint_source, verify_receipt
+from ledger.receipts import loads_strict, log_checkpoint_source, verify_receipt
 
 router = APIRouter(prefix="/v1/verify", tags=["verification"])
 
+# The body is read by hand, strictly (duplicate keys refused, as a receipt must be read); this
+# is the schema FastAPI would have published for it.
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": VerifyRequest.model_json_schema()}},
+    }
+}
 
-@router.post("", response_model=VerdictPublic)
-async def verify(body: VerifyRequest, caller: CallerDep, service: ServiceDep) -> dict:
-    """Check a receipt: canonical hash, signature, the signer's key on chain when the record
-    was first anchored, inclusion, checkpoint, anchor."""
+
+@router.post("", response_model=VerdictPublic, openapi_extra=_BODY)
+async def verify(request: Request, caller: CallerDep, service: ServiceDep) -> dict:
+    """Check a receipt (`{"receipt": ...}`, or a receipt response as GET .../receipt answers):
+    canonical hash, signature, the signer's key on chain when the record was first anchored,
+    inclusion, checkpoint, anchor."""
     del caller  # any participant may verify; nothing is revealed beyond the receipt itself
+    parsed: Any = loads_strict(await request.body())
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("receipt"), dict):
+        raise ApiError(422, "invalid_request", "expected a JSON object with a receipt object")
+    body = VerifyRequest(receipt=parsed["receipt"])
     sources = [service.extras.get("anchor_source"), service.extras.get("key_source")]
     # With the chain's answers remembered, verifying is about a millisecond of CPU: done on the
     # loop, requests are served in order, where 32 pool threads queueing for the GIL served

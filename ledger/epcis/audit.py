@@ -38,11 +38,12 @@ from string import Template
 from typing import Any
 
 from ledger.epcis._layout import NODE_H, NODE_W, Placed, layout
+from ledger.epcis.errors import NotCheckpointed
 from ledger.epcis.genealogy import Genealogy
-from ledger.epcis.hashid import event_hash_id
+from ledger.epcis.hashid import ORDER_SENSITIVE, event_hash_id
 from ledger.epcis.index import IN_ROLES, OUT_ROLES, index_entry
 from ledger.epcis.vocab import NEEDS_REVIEW
-from ledger.errors import InputError, LedgerError, NotFound, VerificationError
+from ledger.errors import InputError, LedgerError, VerificationError
 from ledger.log import Checkpoint, Log
 from ledger.receipts import Verdict, build_receipt, verify_receipt, write_json_atomic
 from ledger.records import hex0x, utc_now
@@ -61,21 +62,22 @@ def audit_bundle(
             cover every event; anchored checkpoints carry their chain coordinates.
 
     Raises:
-        NotFound: no checkpoint yet, or it does not cover every event (checkpoint first), or
-            a record was erased.
+        NotCheckpointed: no checkpoint yet, or it does not cover every event.
+        NotFound: a record was erased.
     """
     cp = checkpoint or log.latest_checkpoint()
     leaves = set(genealogy.events)
     declared = {
         r.error_declared_by for r in genealogy.events.values() if r.error_declared_by is not None
     }
-    if cp is None:
-        raise NotFound("the log has no checkpoint yet: checkpoint it before exporting")
     needed = max(leaves | declared, default=-1)
-    if needed >= cp.size:
-        raise NotFound(
-            f"checkpoint of size {cp.size} does not cover leaf {needed}: checkpoint the log again"
+    if cp is None or needed >= cp.size:
+        covered = (
+            "the log has no checkpoint yet"
+            if cp is None
+            else (f"the latest checkpoint (size {cp.size}) does not cover leaf {needed} yet")
         )
+        raise NotCheckpointed(f"{covered}: the export is ready once the next one does")
     events = []
     for leaf in sorted(leaves):
         ref = genealogy.events[leaf]
@@ -174,9 +176,18 @@ def verify_audit(
             if item["receipt"]["leaf_index"] != leaf:
                 raise InputError("the receipt is for another leaf")
             payload = record["payload"]
+            # The stored form's ID is recomputed from the payload as exported (keys sorted);
+            # the reference ID of the event as captured may differ (ledger.epcis.hashid).
             computed = event_hash_id(payload)
-            if computed != item["eventID"]:
-                raise InputError(f"the event hashes to {computed}, bundle says {item['eventID']}")
+            stored = item.get("summary", {}).get("storedEventID") or item["eventID"]
+            if computed != stored:
+                raise InputError(f"the event hashes to {computed}, bundle says {stored}")
+            if not _explains(item["eventID"], computed, payload):
+                raise InputError(
+                    f"the bundle says the event's ID is {item['eventID']}: neither its stored "
+                    f"form's ({computed}), nor the eventID its record carries, nor the ID of "
+                    "its lists' entries written type first"
+                )
             signer = record["producer"]["participant"]
             said = item.get("summary", {}).get("asserted_by")
             if said is not None and said != signer:
@@ -196,6 +207,29 @@ def verify_audit(
         ):
             report.problems.append(f"edge {src} -> {dst} does not follow from its events")
     return report
+
+
+def _explains(claimed: str, stored: str, payload: dict[str, Any]) -> bool:
+    """Whether `claimed` can be the captured event's reference hash ID.
+
+    The reference ID depends on the key order of entries in bizTransactionList, sourceList and
+    destinationList, which the log's canonical form does not keep. It is `stored` (the order
+    the log keeps: value first), the eventID the repository wrote into the signed payload at
+    capture, or the ID with every such entry written type first, as GS1's examples write them.
+    """
+    if claimed in (stored, payload.get("eventID")):
+        return True
+    if not any(payload.get(k) for k in ORDER_SENSITIVE):
+        return False
+    type_first = {
+        k: (
+            [{"type": e["type"], **{x: e[x] for x in sorted(e) if x != "type"}}
+             if isinstance(e, dict) and "type" in e else e for e in v]
+            if k in ORDER_SENSITIVE and isinstance(v, list) else v
+        )
+        for k, v in payload.items()
+    }  # fmt: skip
+    return claimed == event_hash_id(type_first)
 
 
 # --- the page ----------------------------------------------------------------------------------

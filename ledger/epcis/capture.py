@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from ledger.epcis.errors import Complaint, SchemaViolation
-from ledger.epcis.hashid import event_hash_id, is_hash_id, split_context
+from ledger.epcis.hashid import hash_ids, is_hash_id, split_context
 from ledger.epcis.index import IndexEntry, index_entry, write_index
 from ledger.epcis.validate import validate_capture
 from ledger.errors import InputError, NotPermitted
@@ -50,11 +50,20 @@ KIND = "epcis_event"
 
 @dataclass(frozen=True, slots=True)
 class PreparedEvent:
-    """A validated event with its hash ID, in the form it will be stored."""
+    """A validated event with its hash IDs, in the form it will be stored.
+
+    `event_id` is the reference implementation's ID of the event as captured; `stored_id` the
+    ID of the stored form (keys sorted), which duplicates are found by (see
+    ledger.epcis.hashid)."""
 
     event_id: str
     payload: dict[str, Any]
     entry: IndexEntry
+    stored_id: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.stored_id or self.event_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +123,9 @@ def prepare(document: Any) -> tuple[list[PreparedEvent], list[str]]:
     warnings: list[str] = []
     for i, event in enumerate(events):
         body, ctx = split_context(event, context)
-        event_id = event_hash_id(body, ctx)
+        event_id, stored_id = hash_ids(body, ctx)
         given = body.get("eventID")
-        if given is not None and given != event_id and is_hash_id(given):
+        if given is not None and given not in (event_id, stored_id) and is_hash_id(given):
             warnings.append(
                 f"{where.format(i)}: eventID {given} is not this event's CBV 2.0 hash ID; "
                 f"it is kept in the event and the event is indexed under {event_id}"
@@ -124,7 +133,7 @@ def prepare(document: Any) -> tuple[list[PreparedEvent], list[str]]:
         payload = {"@context": ctx, **body}
         if given is None:
             payload["eventID"] = event_id
-        out.append(PreparedEvent(event_id, payload, index_entry(payload)))
+        out.append(PreparedEvent(event_id, payload, index_entry(payload), stored_id))
     return out, warnings
 
 
@@ -203,10 +212,11 @@ def _under(c: Complaint, n: int) -> Complaint:
 
 @dataclass
 class _Slot:
-    """What the index holds (or will hold) for one hash ID during a capture."""
+    """What the index holds (or will hold) for one event during a capture."""
 
     leaf: int  # leaf index, or -1 - position in this capture's new records
     declared_by: int | None  # same encoding
+    event_id: str  # the hash ID it is indexed under
 
 
 def _append(
@@ -219,7 +229,8 @@ def _append(
         return []
     with log.appending() as app:
         conn = app.conn
-        slots, hashes, producers = _known(conn, sorted({p.event_id for p in prepared}))
+        # Slots by stored ID: the same event in another key order is the same event.
+        slots, hashes, producers = _known(conn, sorted({p.key for p in prepared}))
 
         existing = set(slots)
         declared_before = {eid for eid, s in slots.items() if s.declared_by is not None}
@@ -228,32 +239,32 @@ def _append(
         def producer(leaf: int) -> str:
             return producers[leaf] if leaf >= 0 else accepted[new[-1 - leaf]].participant
 
-        where: list[tuple[int, bool]] = []  # per event: (leaf, duplicate), leaf encoded
+        where: list[tuple[int, bool, str]] = []  # per event: (leaf, duplicate, ID), leaf encoded
         for n, p in enumerate(prepared):
-            slot = slots.get(p.event_id)
+            slot = slots.get(p.key)
             declares = "errorDeclaration" in p.payload
             if slot is None:
                 # First sight of this event; a declaration arriving first stands for it.
                 leaf = -1 - len(new)
                 new.append(n)
-                slots[p.event_id] = _Slot(leaf, leaf if declares else None)
-                where.append((leaf, False))
+                slots[p.key] = _Slot(leaf, leaf if declares else None, p.event_id)
+                where.append((leaf, False, p.event_id))
             elif declares and slot.declared_by is None:
                 declarer, original = accepted[n].participant, producer(slot.leaf)
                 if declarer != original and "operator" not in keys.roles(declarer):
                     # Raised inside the transaction: nothing of this capture is stored.
                     raise NotPermitted(
-                        f"{declarer} may not declare {p.event_id} in error: {original} "
+                        f"{declarer} may not declare {slot.event_id} in error: {original} "
                         "asserted it (only its submitter or an operator may)"
                     )
                 leaf = -1 - len(new)
                 new.append(n)
                 slot.declared_by = leaf
-                where.append((leaf, False))
+                where.append((leaf, False, slot.event_id))
             elif declares:
-                where.append((slot.declared_by, True))  # type: ignore[arg-type]
+                where.append((slot.declared_by, True, slot.event_id))  # type: ignore[arg-type]
             else:
-                where.append((slot.leaf, True))
+                where.append((slot.leaf, True, slot.event_id))
         appended = app.add([accepted[n] for n in new])
 
         def resolve(leaf: int) -> int:
@@ -262,41 +273,46 @@ def _append(
         for a in appended:
             hashes[a.index] = a.leaf_hash
         entries = []
-        for eid, slot in slots.items():
-            if eid not in existing:
+        for key, slot in slots.items():
+            if key not in existing:
                 n = new[-1 - slot.leaf]
                 declared = None if slot.declared_by is None else resolve(slot.declared_by)
-                entries.append((resolve(slot.leaf), eid, prepared[n].entry, declared))
+                entries.append(
+                    (resolve(slot.leaf), slot.event_id, key, prepared[n].entry, declared)
+                )
         write_index(conn, entries)
-        for eid in existing - declared_before:
-            if slots[eid].declared_by is not None:
+        for key in existing - declared_before:
+            if slots[key].declared_by is not None:
                 conn.execute(
                     update(EpcisEventRow)
-                    .where(EpcisEventRow.event_id == eid)
-                    .values(error_declared_by=resolve(slots[eid].declared_by))  # type: ignore[arg-type]
+                    .where(EpcisEventRow.stored_event_id == key)
+                    .values(error_declared_by=resolve(slots[key].declared_by))  # type: ignore[arg-type]
                 )
     out = []
-    for p, (leaf, duplicate) in zip(prepared, where, strict=True):
+    for leaf, duplicate, event_id in where:
         index = resolve(leaf)
         # A record logged earlier by another path (a plain record append) is a duplicate too.
         logged = not duplicate and not appended[-1 - leaf].duplicate
-        out.append(CapturedEvent(p.event_id, index, hashes[index], duplicate=not logged))
+        out.append(CapturedEvent(event_id, index, hashes[index], duplicate=not logged))
     return out
 
 
 def _known(
     conn: Connection, ids: list[str]
 ) -> tuple[dict[str, _Slot], dict[int, bytes], dict[int, str]]:
-    """The index's slots for these hash IDs, and the leaf hashes and producers of their
+    """The index's slots for these stored hash IDs, and the leaf hashes and producers of their
     records."""
     slots: dict[str, _Slot] = {}
     for i in range(0, len(ids), 500):
         rows = conn.execute(
             select(
-                EpcisEventRow.event_id, EpcisEventRow.leaf_index, EpcisEventRow.error_declared_by
-            ).where(EpcisEventRow.event_id.in_(ids[i : i + 500]))
+                EpcisEventRow.stored_event_id,
+                EpcisEventRow.leaf_index,
+                EpcisEventRow.error_declared_by,
+                EpcisEventRow.event_id,
+            ).where(EpcisEventRow.stored_event_id.in_(ids[i : i + 500]))
         ).all()
-        slots.update((eid, _Slot(leaf, declared)) for eid, leaf, declared in rows)
+        slots.update((key, _Slot(leaf, declared, eid)) for key, leaf, declared, eid in rows)
     leaves = sorted(
         {s.leaf for s in slots.values()}
         | {s.declared_by for s in slots.values() if s.declared_by is not None}

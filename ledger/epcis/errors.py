@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ledger.errors import InputError
+from ledger.errors import Conflict, InputError
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +38,8 @@ class UnsupportedEpcis(InputError):
 class QueryParameterError(InputError):
     """An EPCIS query parameter is unknown or its value is malformed
     (the standard's QueryParameterException)."""
+
+
+class NotCheckpointed(Conflict):
+    """What was asked for is logged but no checkpoint covers it yet: the sequencer's next one
+    will (the API answers 409 with Retry-After)."""

@@ -13,12 +13,16 @@ The algorithm (CBV 2.0 section 8.9) is implemented by GS1's reference package
   a property of the event, not of the document it arrived in or of what was hashed before.
   For every official example the per-event IDs equal the package's document-level ones
   (tests/ledger/epcis/test_hashid.py);
-- keys in sorted order. The package keeps the key order it is given inside the entries of
-  `bizTransactionList`, `sourceList` and `destinationList`, so `{"type": t, "source": s}` and
-  `{"source": s, "type": t}` hashed differently. Sorted, the value comes before its type, as
-  CBV 2.0 rule 13 wants ("the type key-value pair SHALL follow the actual key-value"), and
-  the ID no longer depends on how the JSON was written, or on whether it was read back from
-  the log's RFC 8785 canonical form (sorted keys too).
+- two IDs where the package depends on key order. It keeps the order it is given inside the
+  entries of `bizTransactionList`, `sourceList` and `destinationList`, so
+  `{"type": t, "source": s}` and `{"source": s, "type": t}` hash differently. `event_hash_id`
+  is the package's output on the event as given, byte for byte: the ID any other repository
+  running it on the same document computes, under which the event is captured and found.
+  `stored_hash_id` is its output on the keys sorted, as the log stores events (RFC 8785
+  canonical JSON): what anyone recomputes from a stored event or an export, the same however
+  the JSON was written, and with the value before its type as CBV 2.0 rule 13 wants ("the
+  type key-value pair SHALL follow the actual key-value"). The two differ only for events
+  with those lists whose entries put the type first (GS1's own examples do).
 
 The package keeps global state (the pyld loader, the prefix table, the join string), so calls
 are serialised by a lock.
@@ -136,8 +140,8 @@ def prehash(event: Mapping[str, Any], context: Any = None) -> str:
         "type": "EPCISDocument",
         "schemaVersion": "2.0",
         "creationDate": "1970-01-01T00:00:00Z",
-        # Sorted keys (a deep copy, too: the package rewrites what it is given).
-        "epcisBody": {"eventList": [json.loads(json.dumps(body, sort_keys=True))]},
+        # A deep copy: the package rewrites what it is given. Key order as given.
+        "epcisBody": {"eventList": [copy.deepcopy(body)]},
     }
     with _LOCK:
         previous = jsonld.get_document_loader()
@@ -174,6 +178,34 @@ def event_hash_id(event: Mapping[str, Any], context: Any = None) -> str:
     """
     digest = hashlib.sha256(prehash(event, context).encode("utf-8")).hexdigest()
     return f"ni:///{HASH_ALGORITHM};{digest}?ver={HASH_VERSION}"
+
+
+# The lists whose entries the package hashes in the key order it is given.
+ORDER_SENSITIVE = ("bizTransactionList", "sourceList", "destinationList")
+
+
+def stored_hash_id(event: Mapping[str, Any], context: Any = None) -> str:
+    """The hash ID of the event as the log stores it (keys sorted): what `event_hash_id` gives
+    on a stored event, an export or any canonical copy. Equal to `event_hash_id(event)` unless
+    an entry of `ORDER_SENSITIVE` lists put its type before its value.
+
+    Raises:
+        UnsupportedEpcis: see `prehash`.
+    """
+    return event_hash_id(json.loads(json.dumps(dict(event), sort_keys=True)), context)
+
+
+def hash_ids(event: Mapping[str, Any], context: Any = None) -> tuple[str, str]:
+    """(`event_hash_id`, `stored_hash_id`) of an event, hashing twice only when they can differ.
+
+    Raises:
+        UnsupportedEpcis: see `prehash`.
+    """
+    given = event_hash_id(event, context)
+    entries = [e for k in ORDER_SENSITIVE for e in event.get(k) or [] if isinstance(e, dict)]
+    if all(list(e) == sorted(e) for e in entries):
+        return given, given
+    return given, stored_hash_id(event, context)
 
 
 def is_hash_id(value: object) -> bool:

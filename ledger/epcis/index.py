@@ -85,19 +85,24 @@ def index_entry(event: Mapping[str, Any], context: Any = None) -> IndexEntry:
 
 
 _INSERT_EVENT = (
-    "INSERT INTO epcis_events (leaf_index, event_id, event_type, event_time_us, action,"
-    " biz_step, disposition, read_point, biz_location, model_digest, error_declared_by)"
-    " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+    "INSERT INTO epcis_events (leaf_index, event_id, stored_event_id, event_type, event_time_us,"
+    " action, biz_step, disposition, read_point, biz_location, model_digest, error_declared_by)"
+    " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
 )
 _INSERT_LINK = "INSERT INTO epcis_links (epc, role, leaf_index) VALUES ({p}, {p}, {p})"
 
 
 def event_row(
-    leaf_index: int, event_id: str, e: IndexEntry, error_declared_by: int | None = None
+    leaf_index: int,
+    event_id: str,
+    e: IndexEntry,
+    error_declared_by: int | None = None,
+    stored_event_id: str | None = None,
 ) -> tuple[object, ...]:
     return (
         leaf_index,
         event_id,
+        stored_event_id or event_id,
         e.event_type,
         e.event_time_us,
         e.action,
@@ -115,17 +120,19 @@ def link_rows(leaf_index: int, e: IndexEntry) -> Iterable[tuple[str, str, int]]:
 
 
 def write_index(
-    conn: Connection, entries: Sequence[tuple[int, str, IndexEntry, int | None]]
+    conn: Connection, entries: Sequence[tuple[int, str, str, IndexEntry, int | None]]
 ) -> None:
-    """Insert index rows for `(leaf_index, event_id, entry, error_declared_by)` in one go."""
+    """Insert index rows for `(leaf_index, event_id, stored_event_id, entry,
+    error_declared_by)` in one go."""
     if not entries:
         return
     # Driver-level executemany, as the log does for records: no per-value ORM processing.
     p = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     conn.exec_driver_sql(
-        _INSERT_EVENT.format(p=p), [event_row(i, eid, e, err) for i, eid, e, err in entries]
+        _INSERT_EVENT.format(p=p),
+        [event_row(i, eid, e, err, sid) for i, eid, sid, e, err in entries],
     )
-    links = [row for i, _, e, _ in entries for row in link_rows(i, e)]
+    links = [row for i, _, _, e, _ in entries for row in link_rows(i, e)]
     if links:
         conn.exec_driver_sql(_INSERT_LINK.format(p=p), links)
 
@@ -135,7 +142,7 @@ class EventRef:
     """An indexed event and where its record is: enough to fetch it or build its receipt
     (`ledger.receipts.build_receipt(log, leaf_index, domain)`)."""
 
-    event_id: str
+    event_id: str  # the reference implementation's, on the event as captured
     leaf_index: int
     leaf_hash: bytes
     event_type: str
@@ -146,6 +153,7 @@ class EventRef:
     model_digest: str | None
     error_declared_by: int | None  # leaf index of the record declaring this event in error
     asserted_by: str  # the participant that signed the event's record
+    stored_event_id: str = ""  # the hash ID of the stored event (keys sorted); "" = event_id
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -160,6 +168,7 @@ class EventRef:
             "model_manifest_digest": self.model_digest,
             "error_declared_by": self.error_declared_by,
             "asserted_by": self.asserted_by,
+            "storedEventID": self.stored_event_id or self.event_id,
         }
 
 
@@ -221,6 +230,7 @@ def _refs(pg: bool) -> Any:
             EpcisEventRow.model_digest,
             EpcisEventRow.error_declared_by,
             RecordRow.participant,
+            EpcisEventRow.stored_event_id,
         )
         .join(RecordRow, RecordRow.leaf_index == EpcisEventRow.leaf_index)
         .where(one_of(EpcisEventRow.leaf_index, "leaves", pg))
@@ -246,5 +256,6 @@ def event_refs(conn: Connection, leaves: Iterable[int]) -> dict[int, EventRef]:
                 model_digest=row.model_digest,
                 error_declared_by=row.error_declared_by,
                 asserted_by=row.participant,
+                stored_event_id=row.stored_event_id,
             )
     return out

@@ -11,7 +11,7 @@ a list, repeated values, or values separated by `|` (the REST binding's form):
 | `EQ_action`, `EQ_bizStep`, `EQ_disposition`, `EQ_readPoint`, `EQ_bizLocation` | one of |
 | | the values; CBV values in any spelling: `shipping`, `urn:epcglobal:cbv:bizstep:shipping` |
 | | and `https://ref.gs1.org/cbv/BizStep-shipping` are the same |
-| `EQ_eventID` | the CBV 2.0 hash ID the event is indexed under |
+| `EQ_eventID` | a CBV 2.0 hash ID of the event: as captured, or of its stored form |
 | `MATCH_epc` | epcList or childEPCs |
 | `MATCH_parentID`, `MATCH_inputEPC`, `MATCH_outputEPC` | parentID, inputEPCList, outputEPCList |
 | `MATCH_anyEPC` | any of epcList, childEPCs, inputEPCList, outputEPCList, parentID |
@@ -270,6 +270,9 @@ def _statement(q: EventQuery) -> Any:  # a Select; its row type varies across SQ
     if "LT_recordTime" in q.times:
         stmt = stmt.where(r.appended_us < q.times["LT_recordTime"])
     for name, values in q.equals.items():
+        if name == "EQ_eventID":  # either hash ID finds the event (ledger.epcis.hashid)
+            stmt = stmt.where(or_(e.event_id.in_(values), e.stored_event_id.in_(values)))
+            continue
         stmt = stmt.where(_EQ_COLUMNS[name].in_(values))
     for name, m in q.matches.items():
         stmt = stmt.where(_match_condition(MATCH_ROLES[name][0], m))

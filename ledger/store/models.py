@@ -239,7 +239,11 @@ class EpcisEventRow(Base):
     leaf_index: Mapped[int] = mapped_column(
         RowKey, ForeignKey("records.leaf_index"), primary_key=True, autoincrement=False
     )
+    # The reference implementation's hash ID of the event as captured, and of the event as
+    # stored (keys sorted): they differ when the order of keys mattered (ledger.epcis.hashid).
+    # Duplicates are found by the second, which does not depend on how the JSON was written.
     event_id: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+    stored_event_id: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
     event_type: Mapped[str] = mapped_column(String(32), nullable=False)
     event_time_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
     action: Mapped[str | None] = mapped_column(String(8), nullable=True)

@@ -226,7 +226,8 @@ def test_anchor_confirmations_are_remembered_failures_are_not(plant: Plant) -> N
     assert cached(receipt) == cached(receipt) == "ok"
     assert len(calls) == 1
     assert cached.knows(body["receipt"]) and cached.knows({"not": "a receipt"})
-    other = parse_receipt(body["receipt"] | {"anchor": {"tx_hash": "0x" + "00" * 32}})
+    claimed = {"chain_id": 1, "contract": "0x" + "00" * 20, "tx_hash": "0x" + "00" * 32}
+    other = parse_receipt(body["receipt"] | {"anchor": claimed | {"block_number": 1}})
     fail[0] = True
     for _ in range(2):
         with pytest.raises(VerificationError):

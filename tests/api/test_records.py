@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.api.conftest import Plant
 
 
@@ -120,3 +122,18 @@ def test_health_and_metrics(plant: Plant) -> None:
     assert plant.client.get("/healthz").json()["log_size"] == 1
     metrics = plant.client.get("/metrics").text
     assert "forgeproof_http_requests_total" in metrics and "forgeproof_log_size 1.0" in metrics
+
+
+def test_verify_reads_the_body_strictly(plant: Plant) -> None:
+    rid = plant.submit("acme").json()["id"]
+    plant.service.dep.log.checkpoint()
+    receipt = plant.client.get(f"/v1/records/{rid}/receipt", headers=plant.as_("acme")).json()
+    text = json.dumps(receipt)
+    tuv = {**plant.as_("tuv"), "content-type": "application/json"}
+    assert plant.client.post("/v1/verify", content=text, headers=tuv).json()["ok"]
+    # The same key twice: two parsers would read two receipts. Refused, named.
+    doubled = text.replace('"format":', '"leaf_index": 0, "format":', 1)
+    r = plant.client.post("/v1/verify", content=doubled, headers=tuv)
+    assert r.status_code == 422 and "duplicate key 'leaf_index'" in r.json()["detail"], r.text
+    r = plant.client.post("/v1/verify", content="[1, 2]", headers=tuv)
+    assert r.status_code == 422 and r.json()["code"] == "invalid_request"

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from ledger.epcis.audit import audit_bundle, audit_html, verify_audit, write_audit
+from ledger.epcis.errors import NotCheckpointed
 from ledger.epcis.genealogy import trace
-from ledger.errors import NotFound, VerificationError
+from ledger.errors import VerificationError
 from tests.ledger.conftest import DOMAIN
 from tests.ledger.epcis.conftest import CapturedPlant, Repo
 
@@ -90,12 +91,12 @@ def test_checkpoint_must_cover_the_events(repo: Repo) -> None:
     }
     repo.capture(doc)
     g = trace(repo.store, "urn:epc:id:sgtin:4012345.000123.1")
-    with pytest.raises(NotFound, match="no checkpoint"):
+    with pytest.raises(NotCheckpointed, match="no checkpoint"):
         audit_bundle(repo.log, g, DOMAIN)
     cp = repo.log.checkpoint()
     repo.capture({**doc, "eventTime": "2026-02-02T00:00:00Z"})
     g = trace(repo.store, "urn:epc:id:sgtin:4012345.000123.1")
-    with pytest.raises(NotFound, match="does not cover leaf 1"):
+    with pytest.raises(NotCheckpointed, match="does not cover leaf 1"):
         audit_bundle(repo.log, g, DOMAIN, checkpoint=cp)
     repo.log.checkpoint()
     assert verify_audit(audit_bundle(repo.log, g, DOMAIN)).ok

@@ -11,7 +11,7 @@ import pytest
 import ledger.epcis.capture as capture_module
 from ledger.epcis.capture import capture, capture_signed
 from ledger.epcis.errors import SchemaViolation, UnsupportedEpcis
-from ledger.epcis.hashid import event_hash_id
+from ledger.epcis.hashid import event_hash_id, stored_hash_id
 from ledger.epcis.query import get_event, query_events
 from ledger.errors import InputError, KeyNotAuthorized, SignatureError
 from ledger.receipts import build_receipt, verify_receipt
@@ -59,7 +59,11 @@ def test_official_example_round_trips(repo: Repo, examples: dict[str, Any], name
         if "eventID" not in original:
             assert back.pop("eventID") == captured.event_id
         assert back == original
-        assert event_hash_id({"@context": doc["@context"], **back}) == captured.event_id
+        # Stored with sorted keys (RFC 8785): recomputed, it gives the stored form's ID, which
+        # is the captured one unless entries of its lists put their type first.
+        assert event_hash_id({"@context": doc["@context"], **back}) == ref.stored_event_id
+        assert ref.stored_event_id == stored_hash_id(original, doc["@context"])
+        assert get_event(repo.store, ref.stored_event_id)[1] == ref  # found by either ID
     page = query_events(repo.store, {})
     assert [r.event_id for r in page.refs] == [e.event_id for e in result.events]
 
@@ -187,3 +191,44 @@ def test_events_signed_by_their_producers(repo: Repo, examples: dict[str, Any]) 
     with pytest.raises(SignatureError):
         capture_signed(repo.log, [(good, forged)], domain=DOMAIN, keys=repo.registry.snapshot())
     assert repo.counts()[0] == 1
+
+
+def test_an_event_is_found_under_the_reference_id_and_once_in_any_key_order(
+    repo: Repo, examples: dict[str, Any]
+) -> None:
+    """Issue #14, finding 3: the ID is the reference implementation's on the document as
+    captured (another repository computes the same), and the same event written with its
+    list entries in another key order is still the same event."""
+    doc = examples["Example_9.6.2-ObjectEvent.jsonld"]
+    [reference] = _reference_ids(doc)
+    first = repo.capture(doc)
+    event = {"@context": doc["@context"], **doc["epcisBody"]["eventList"][0]}
+    assert first.events[0].event_id == reference and not first.events[0].duplicate
+    assert get_event(repo.store, reference)[1].leaf_index == first.events[0].leaf_index
+    value_first = copy.deepcopy(event)
+    value_first["sourceList"] = [
+        {"source": s["source"], "type": s["type"]} for s in event["sourceList"]
+    ]
+    value_first["destinationList"] = [
+        {"destination": d["destination"], "type": d["type"]} for d in event["destinationList"]
+    ]
+    again = repo.capture(value_first)
+    assert again.events[0].duplicate and again.events[0].event_id == reference
+    assert repo.log.size == 1
+
+
+def _reference_ids(doc: dict[str, Any]) -> list[str]:
+    """GS1's epcis-event-hash-generator on the document exactly as given, offline."""
+    from epcis_event_hash_generator import hash_generator, json_to_py
+    from pyld import jsonld
+
+    from ledger.epcis.hashid import load_document
+
+    previous = jsonld.get_document_loader()
+    jsonld.set_document_loader(load_document)
+    json_to_py._namespaces.clear()
+    try:
+        events = json_to_py.event_list_from_epcis_document_json(copy.deepcopy(doc))
+        return list(hash_generator.epcis_hashes_from_events(events))
+    finally:
+        jsonld.set_document_loader(previous)
