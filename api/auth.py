@@ -13,6 +13,7 @@ import hashlib
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -170,6 +171,35 @@ def _info(row: Any) -> ApiKeyInfo:
     )
 
 
+class FailureThrottle:
+    """Failed authentications per client address: past `limit` in `window_s` seconds, the
+    client is told to wait (429, Retry-After) instead of being answered 401 at full speed.
+    A valid key is never throttled; at most `max_clients` addresses are tracked."""
+
+    def __init__(self, limit: int = 20, window_s: float = 10.0, max_clients: int = 10_000):
+        self.limit = limit
+        self.window_s = window_s
+        self.max_clients = max_clients
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def failed(self, client: str) -> float | None:
+        """Record a failure; seconds the client should wait when over the limit, else None."""
+        now = time.monotonic()
+        with self._lock:
+            recent = self._failures.get(client)
+            if recent is None:
+                if len(self._failures) >= self.max_clients:
+                    self._failures.clear()  # a flood of addresses: start over, stay bounded
+                recent = self._failures[client] = deque()
+            while recent and now - recent[0] > self.window_s:
+                recent.popleft()
+            recent.append(now)
+            if len(recent) > self.limit:
+                return self.window_s - (now - recent[0])
+            return None
+
+
 RolesOf = Callable[[str], frozenset[str]]
 
 
@@ -228,6 +258,7 @@ class KeyCache:
 __all__ = [
     "ApiKeyInfo",
     "Caller",
+    "FailureThrottle",
     "KeyCache",
     "NotFound",
     "create_api_key",

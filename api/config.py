@@ -21,3 +21,6 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = 5.0
     webhook_max_attempts: int = 8
     sequencer: bool = True  # run the sequencer and webhook worker inside the server
+    # Webhook targets on loopback, private, link-local or reserved addresses: development only.
+    allow_private_webhooks: bool = False
+    webhook_workers: int = 8  # deliveries in flight at once, one subscription at a time each

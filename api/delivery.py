@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -26,6 +27,7 @@ from sqlalchemy import select, update
 from api.metrics import DELIVERIES
 from api.routes._common import record_public
 from api.service import Service
+from api.webhooks import TargetRefused, vet
 from ledger.registry import now_us
 from ledger.store.models import Delivery, Subscription
 
@@ -53,15 +55,45 @@ def backoff_us(attempts: int, base_s: float) -> int:
     return int(min(base_s * 2 ** max(attempts - 1, 0), 3600.0) * 1_000_000)
 
 
+def failure_class(exc: Exception) -> str:
+    """What the subscriber's delivery log says about a failed attempt: a class, never the
+    network's details (no oracle for what lies behind a target)."""
+    if isinstance(exc, TargetRefused):
+        return "delivery failed: target not allowed (not a public address)"
+    if isinstance(exc, httpx.TimeoutException):
+        return "delivery failed: timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "delivery failed: connection refused or unreachable"
+    return "delivery failed: network error"
+
+
 class DeliveryWorker:
-    """Sends due deliveries; run `run_once` from tests or `start` a background thread."""
+    """Sends due deliveries; run `run_once` from tests or `start` a background thread.
+
+    Subscriptions are served concurrently by a bounded pool (`Settings.webhook_workers`), each
+    one's deliveries in order: a slow or dead endpoint holds up its own deliveries only.
+    """
 
     def __init__(
-        self, service: Service, *, base_delay_s: float = 1.0, client: httpx.Client | None = None
+        self,
+        service: Service,
+        *,
+        base_delay_s: float = 1.0,
+        client: httpx.Client | None = None,
+        workers: int | None = None,
     ) -> None:
         self.service = service
         self.base_delay_s = base_delay_s
-        self.client = client or httpx.Client(timeout=service.settings.webhook_timeout_s)
+        # No redirects: a target is vetted where it is, not where it points.
+        self.client = client or httpx.Client(
+            timeout=service.settings.webhook_timeout_s, follow_redirects=False
+        )
+        self._box = service.dep.secret_box("webhook")
+        self._pool = ThreadPoolExecutor(
+            workers or service.settings.webhook_workers, thread_name_prefix="webhook"
+        )
+        self._busy: set[str] = set()  # subscriptions with deliveries in flight
+        self._busy_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -69,21 +101,48 @@ class DeliveryWorker:
     def wake(self) -> None:
         self._wake.set()
 
-    def run_once(self, limit: int = 50) -> int:
-        """Attempt every due delivery (up to `limit`); returns how many were attempted."""
+    def run_once(self, limit: int = 50, *, wait: bool = True) -> int:
+        """Start every due delivery (up to `limit`) of subscriptions not already being served;
+        returns how many. With `wait`, until they are done."""
         store = self.service.dep.store
         now = now_us()
+        with self._busy_lock:
+            busy = sorted(self._busy)
         with store.reading() as conn:
             due = conn.execute(
                 select(Delivery, Subscription.url, Subscription.secret)
                 .join(Subscription, Subscription.id == Delivery.subscription)
-                .where(Delivery.status == "pending", Delivery.next_attempt_us <= now)
-                .order_by(Delivery.next_attempt_us)
+                .where(
+                    Delivery.status == "pending",
+                    Delivery.next_attempt_us <= now,
+                    Delivery.subscription.not_in(busy),
+                )
+                .order_by(Delivery.next_attempt_us, Delivery.id)
                 .limit(limit)
             ).all()
+        groups: dict[str, list[Any]] = {}
         for row in due:
-            self._attempt(row)
+            groups.setdefault(row.subscription, []).append(row)
+        futures = []
+        with self._busy_lock:
+            self._busy.update(groups)
+        for sub, rows in groups.items():
+            futures.append(self._pool.submit(self._serve, sub, rows))
+        if wait:
+            for f in futures:
+                f.result()
         return len(due)
+
+    def _serve(self, subscription: str, rows: list[Any]) -> None:
+        try:
+            for row in rows:
+                self._attempt(row)
+        except Exception:  # keep the worker alive whatever one row does
+            log.exception("delivery to subscription %s failed", subscription)
+        finally:
+            with self._busy_lock:
+                self._busy.discard(subscription)
+            self._wake.set()
 
     def _attempt(self, row: Any) -> None:
         stored = self.service.dep.log.get(row.leaf_index)
@@ -95,15 +154,22 @@ class DeliveryWorker:
         headers = {
             "content-type": "application/json",
             "x-forgeproof-delivery": str(row.id),
-            "x-forgeproof-signature": sign_body(row.secret, int(time.time()), body),
+            "x-forgeproof-signature": sign_body(self._box.open(row.secret), int(time.time()), body),
         }
         error: str | None = None
         try:
-            response = self.client.post(row.url, content=body, headers=headers)
+            # Checked again now: the name may resolve elsewhere than when it was subscribed.
+            target = vet(row.url, allow_private=self.service.settings.allow_private_webhooks)
+            response = self.client.post(
+                target.connect_url,
+                content=body,
+                headers={**headers, "host": target.host_header},
+                extensions={"sni_hostname": target.server_name},
+            )
             if not 200 <= response.status_code < 300:
-                error = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
+                error = f"delivery failed: HTTP {response.status_code}"
+        except (httpx.HTTPError, TargetRefused) as exc:
+            error = failure_class(exc)
         attempts = row.attempts + 1
         if error is None:
             values: dict[str, Any] = {
@@ -134,11 +200,14 @@ class DeliveryWorker:
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=10)
+        # Deliveries under way finish (each within the webhook timeout) and record what became
+        # of them; queued ones wait for the next start (they are still pending in the outbox).
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                busy = self.run_once()
+                busy = self.run_once(wait=False)
             except Exception:  # keep delivering whatever one bad row or outage does
                 log.exception("delivery round failed")
                 busy = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -9,7 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import Caller
-from api.errors import forbidden, unauthorized
+from api.errors import ApiError, forbidden, unauthorized
 from api.service import Service
 
 # Dependencies are async: they do not block (a key lookup hits the database only on a cache
@@ -26,13 +27,20 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 
 
 async def authenticate(
+    request: Request,
     service: ServiceDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
-    if credentials is None:
-        raise unauthorized()
-    caller = service.api_keys.lookup(credentials.credentials)
+    caller = service.api_keys.lookup(credentials.credentials) if credentials else None
     if caller is None:
+        wait = service.auth_failures.failed(request.client.host if request.client else "")
+        if wait is not None:
+            raise ApiError(
+                429,
+                "too_many_failures",
+                "too many failed authentications from this address; retry later",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
         raise unauthorized()
     return caller
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert, select
 
 from api.access import RecordFacts, may_read
-from api.auth import Caller, KeyCache
+from api.auth import Caller, FailureThrottle, KeyCache
 from api.config import Settings
 from api.receipts import CachedAnchors, ReceiptCache, key_facts
 from ledger.deployment import Deployment
@@ -69,6 +69,7 @@ class Service:
         self.settings = settings
         self.chain = chain
         self.api_keys = KeyCache(deployment.store, roles_of=self.roles_of)
+        self.auth_failures = FailureThrottle()
         self.receipts = ReceiptCache(settings.receipt_cache_entries)
         self.registry_error: RegistryMismatch | None = None
         self._keys: tuple[float, KeySnapshot] | None = None

@@ -13,6 +13,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+# Benchmark deployments are throwaway: their keys get a development passphrase and a cheap
+# scrypt (real keys keep eth-account's standard cost; see ledger/keystore.py).
+os.environ.setdefault("FORGEPROOF_KEY_PASSPHRASE", "benchmarks only, not a secret")
+os.environ.setdefault("FORGEPROOF_KEYSTORE_SCRYPT_N", "1024")
+
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)

@@ -42,6 +42,7 @@ from web3 import Web3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import bench._common  # noqa: F401  (the development passphrase of bench deployments)
 from ledger.chain import ChainClient, load_artifact
 from ledger.chain._embedded import EmbeddedChain, fund_from_faucet, locked_provider
 from ledger.chain.devnode import AnvilNode, find_anvil

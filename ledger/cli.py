@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from rich.table import Table
 from ledger.deployment import Deployment, save_key
 from ledger.errors import InvalidLines, LedgerError, RegistryMismatch
 from ledger.ingest import append_lines, submission_json
+from ledger.keystore import PASSPHRASE_ENV
 from ledger.receipts import (
     build_receipt,
     chain_anchor_source,
@@ -83,6 +85,18 @@ def _close_opened() -> None:
         _opened.pop().close()
 
 
+DEMO_PASSPHRASE = "forgeproof demo, not a secret"
+
+
+def _ensure_passphrase(*, confirm: bool) -> None:
+    """FORGEPROOF_KEY_PASSPHRASE, asked for on a terminal when unset."""
+    if os.environ.get(PASSPHRASE_ENV) or not sys.stdin.isatty():
+        return
+    os.environ[PASSPHRASE_ENV] = typer.prompt(
+        "passphrase of the signing keys", hide_input=True, confirmation_prompt=confirm
+    )
+
+
 def _open(home: Path) -> Deployment:
     try:
         dep = Deployment.open(home)
@@ -114,9 +128,13 @@ def init(
         str | None, typer.Option(help="JSON-RPC node; default: an embedded chain in HOME")
     ] = None,
 ) -> None:
-    """Create a deployment: operator key, contract on chain, database, first operator API key."""
+    """Create a deployment: operator key, contract on chain, database, first operator API key.
+
+    Signing keys are encrypted with the passphrase in FORGEPROOF_KEY_PASSPHRASE (asked for on a
+    terminal when unset)."""
     from api.auth import create_api_key
 
+    _ensure_passphrase(confirm=True)
     try:
         dep = Deployment.init(home, database_url=database_url, chain_url=chain_url)
         token = create_api_key(dep.store, dep.operator, "operator", "first", registry=dep.registry)
@@ -784,17 +802,31 @@ def up(
     ] = None,
     every: Annotated[int, typer.Option(help="checkpoint every N records")] = 256,
     interval: Annotated[float, typer.Option(help="... or every T seconds")] = 5.0,
+    allow_private_webhooks: Annotated[
+        bool,
+        typer.Option(help="let webhooks target loopback and private addresses (development)"),
+    ] = False,
 ) -> None:
     """Run the provenance service: API, sequencer, webhook delivery and the chain."""
     from api.config import Settings
     from api.server import serve
 
+    if demo and not os.environ.get(PASSPHRASE_ENV):
+        os.environ[PASSPHRASE_ENV] = DEMO_PASSPHRASE
+        err.print(
+            f"[yellow]demo: signing keys are encrypted with the development passphrase "
+            f"{DEMO_PASSPHRASE!r}; set {PASSPHRASE_ENV} for anything real[/]",
+            highlight=False,
+        )
+    else:
+        _ensure_passphrase(confirm=not (home / "config.json").exists())
     settings = Settings(
         home=home,
         chain_url=chain_url,
         database_url=database_url,
         checkpoint_every=every,
         checkpoint_interval_s=interval,
+        allow_private_webhooks=allow_private_webhooks,
     )
     try:
         serve(settings, host=host, port=port, demo=demo)
@@ -810,6 +842,7 @@ def demo(
     """The main job for now: init, append signed records, checkpoint, write and verify a receipt."""
     from ledger.demo import run_demo
 
+    os.environ.setdefault(PASSPHRASE_ENV, DEMO_PASSPHRASE)
     try:
         run_demo(home, records=records, console=out)
     except LedgerError as exc:

@@ -3,18 +3,30 @@
 HOME/config.json     database URL, EIP-712 domain (the contract's chain and address), operator id
 HOME/ledger.db       SQLite database (unless config names another URL)
 HOME/chain/          the embedded chain (unless config or FORGEPROOF_CHAIN_URL names a node)
-HOME/keys/*.key      signing keys of locally held participants (hex, mode 0600)
+HOME/keys/*.json     signing keys of locally held participants, Ethereum keystore v3 files
+                     (scrypt; the passphrase from FORGEPROOF_KEY_PASSPHRASE)
+HOME/secret          32 random bytes: the key that seals secrets kept in the database
+
+HOME is mode 0700 and every file in it 0600.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledger.errors import ContractMismatch, InputError, NotFound
+from ledger.keystore import (
+    PASSPHRASE_ENV,
+    SecretBox,
+    decrypt_key,
+    deployment_secret,
+    encrypt_key,
+    write_private,
+)
 from ledger.log import Log
 from ledger.registry import Registry, RegistryWriter
 from ledger.signing import Domain, Signer
@@ -35,6 +47,9 @@ class Deployment:
     registry: Registry
     domain: Domain
 
+    passphrase: str | None = None  # opens the key files (default: FORGEPROOF_KEY_PASSPHRASE)
+    _signers: dict[Path, Signer] = field(default_factory=dict, repr=False)
+
     @classmethod
     def init(
         cls,
@@ -43,6 +58,7 @@ class Deployment:
         database_url: str | None = None,
         chain_url: str | None = None,
         operator: str = "operator",
+        passphrase: str | None = None,
         **chain_options: Any,
     ) -> Deployment:
         """Create a deployment: an operator key, the contract deployed from it, the database
@@ -62,9 +78,14 @@ class Deployment:
                 f"{home} holds a chain or keys but no {CONFIG}: an earlier init did not finish; "
                 "move it aside or choose another --home"
             )
-        home.mkdir(parents=True, exist_ok=True)
+        passphrase = passphrase or os.environ.get(PASSPHRASE_ENV)
+        if not passphrase:
+            raise InputError(f"set {PASSPHRASE_ENV}: it encrypts the deployment's signing keys")
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(home, 0o700)
         signer = Signer.generate()
-        save_key(home, operator, signer)
+        save_key(home, operator, signer, passphrase=passphrase)
+        deployment_secret(home)
         chain = _connect(home, chain_url, signer, operator_id=operator, **chain_options)
         try:
             config: dict[str, Any] = {
@@ -78,13 +99,14 @@ class Deployment:
             registry.sync(chain)
         finally:
             chain.close()
+        _private(home)
         tmp = home / (CONFIG + ".tmp")
-        tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        write_private(tmp, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
         tmp.replace(home / CONFIG)
-        return cls._build(home, config, store, registry)
+        return cls._build(home, config, store, registry, passphrase)
 
     @classmethod
-    def open(cls, home: Path) -> Deployment:
+    def open(cls, home: Path, *, passphrase: str | None = None) -> Deployment:
         """Open an existing deployment.
 
         Raises:
@@ -96,11 +118,16 @@ class Deployment:
         config = json.loads(path.read_text())
         url = os.environ.get("FORGEPROOF_DATABASE_URL") or config["database_url"]
         store = Store.open(url)
-        return cls._build(home, config, store, Registry(store))
+        return cls._build(home, config, store, Registry(store), passphrase)
 
     @classmethod
     def _build(
-        cls, home: Path, config: dict[str, Any], store: Store, registry: Registry
+        cls,
+        home: Path,
+        config: dict[str, Any],
+        store: Store,
+        registry: Registry,
+        passphrase: str | None,
     ) -> Deployment:
         return cls(
             home=home,
@@ -109,6 +136,7 @@ class Deployment:
             log=Log(store),
             registry=registry,
             domain=Domain.from_json(config["domain"]),
+            passphrase=passphrase or os.environ.get(PASSPHRASE_ENV),
         )
 
     @property
@@ -122,10 +150,21 @@ class Deployment:
             NotFound: no unrevoked key of that participant is held here.
         """
         for key in reversed(self.registry.keys(participant)):
+            if not key.active:
+                continue
             path = key_path(self.home, participant, key.address)
-            if key.active and path.is_file():
-                return Signer(bytes.fromhex(path.read_text().strip()))
+            legacy = path.with_suffix(".key")  # plain hex, written before keystores
+            if path.is_file():
+                if path not in self._signers:
+                    self._signers[path] = decrypt_key(path.read_bytes(), self.passphrase)
+                return self._signers[path]
+            if legacy.is_file():
+                return Signer(bytes.fromhex(legacy.read_text().strip()))
         raise NotFound(f"no valid key of {participant!r} is held in {self.home / 'keys'}")
+
+    def secret_box(self, purpose: str) -> SecretBox:
+        """Seals secrets the database keeps (webhook HMAC secrets) with this deployment's."""
+        return SecretBox(deployment_secret(self.home), purpose)
 
     def open_chain(self, *, sync: bool = True, **options: Any) -> ChainClient:
         """The deployment's chain client, acting as the operator, with the registry mirror
@@ -210,13 +249,30 @@ def _fund_on_dev_node(url: str, address: str) -> None:
 
 
 def key_path(home: Path, participant: str, address: str) -> Path:
-    return home / "keys" / f"{participant}.{address}.key"
+    return home / "keys" / f"{participant}.{address}.json"
 
 
-def save_key(home: Path, participant: str, signer: Signer) -> Path:
+def save_key(
+    home: Path, participant: str, signer: Signer, *, passphrase: str | None = None
+) -> Path:
+    """Write `signer` as an Ethereum keystore v3 file (0600) under HOME/keys (0700).
+
+    Raises:
+        InputError: no passphrase (`passphrase`, or FORGEPROOF_KEY_PASSPHRASE).
+    """
     path = key_path(home, participant, signer.address)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(signer.private_key.hex() + "\n")
+    passphrase = passphrase or os.environ.get(PASSPHRASE_ENV)
+    if not passphrase:
+        raise InputError(f"set {PASSPHRASE_ENV}: it encrypts the signing keys held here")
+    write_private(path, encrypt_key(signer, passphrase))
     return path
+
+
+def _private(home: Path) -> None:
+    """HOME and what it holds: folders 0700, files 0600."""
+    for root, dirs, files in os.walk(home):
+        os.chmod(root, 0o700)
+        for name in dirs:
+            os.chmod(Path(root) / name, 0o700)
+        for name in files:
+            os.chmod(Path(root) / name, 0o600)

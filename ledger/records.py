@@ -34,6 +34,12 @@ KINDS = (
 )
 """Kinds in use; other lower-case identifiers are accepted, so new kinds need no migration."""
 
+# What the log accepts it must always be able to serve: a payload nested deeper than any
+# serialiser on the way out can follow (pydantic's stops near 255 levels) would be logged for
+# good and fail every read after (a "poison record"). Bounded before anything is logged.
+MAX_PAYLOAD_DEPTH = 32  # nested objects and arrays, the payload object itself being 1
+MAX_RECORD_BYTES = 1024 * 1024  # RFC 8785 canonical JSON of the whole record
+
 _RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 _HEX32 = re.compile(r"^0x[0-9a-f]{64}$")
 _ADDRESS = re.compile(r"^0x[0-9a-f]{40}$")
@@ -55,6 +61,27 @@ def _hex32(v: str) -> str:
 def _address(v: str) -> str:
     if not _ADDRESS.fullmatch(v):
         raise ValueError(f"expected a 0x-prefixed lower-case 20-byte address, got {v!r}")
+    return v
+
+
+def _servable(v: dict[str, Any]) -> dict[str, Any]:
+    """The payload, if whatever reads it back can canonicalise it again: nested at most
+    MAX_PAYLOAD_DEPTH deep, and no float that RFC 8785 writes as an integer beyond JSON's
+    safe range (a float from 2**53 to 1e21 is written as digits, which read back as an integer
+    no RFC 8785 implementation takes). Walked without recursion."""
+    stack: list[tuple[Any, int]] = [(v, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_PAYLOAD_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_PAYLOAD_DEPTH} levels")
+        for c in node.values() if isinstance(node, dict) else node:
+            if isinstance(c, dict | list):
+                stack.append((c, depth + 1))
+            elif isinstance(c, float) and 2**53 <= abs(c) < 1e21:
+                raise ValueError(
+                    f"{c!r} is written as an integer beyond 2**53 and would not read back as "
+                    "this number: send it as a string"
+                )
     return v
 
 
@@ -95,7 +122,7 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
-    payload: dict[str, Any]
+    payload: Annotated[dict[str, Any], AfterValidator(_servable)]
     producer: Producer
     created_at: UtcTime
     salt: Hex32
@@ -110,14 +137,21 @@ class Record(BaseModel):
         address: str,
         created_at: str | None = None,
     ) -> Record:
-        """A fresh record with a random 32-byte salt, stamped now unless told otherwise."""
-        return cls(
-            kind=kind,
-            payload=payload,
-            producer=Producer(participant=participant, address=address.lower()),
-            created_at=created_at or utc_now(),
-            salt="0x" + secrets.token_hex(32),
-        )
+        """A fresh record with a random 32-byte salt, stamped now unless told otherwise.
+
+        Raises:
+            InputError: a field is malformed, or the payload nests too deep.
+        """
+        try:
+            return cls(
+                kind=kind,
+                payload=payload,
+                producer=Producer(participant=participant, address=address.lower()),
+                created_at=created_at or utc_now(),
+                salt="0x" + secrets.token_hex(32),
+            )
+        except ValidationError as exc:
+            raise InputError(f"not a valid record: {_explain(exc)}") from None
 
     @classmethod
     def parse(cls, data: Any) -> Record:
@@ -134,7 +168,8 @@ class Record(BaseModel):
         """RFC 8785 canonical JSON of the envelope.
 
         Raises:
-            InputError: the payload holds something JSON cannot carry exactly (NaN, huge ints).
+            InputError: the payload holds something JSON cannot carry exactly (NaN, huge ints),
+                or the record is over MAX_RECORD_BYTES.
         """
         producer = self.producer
         # The envelope as `model_dump()` gives it, without its cost: for plain JSON types
@@ -148,13 +183,17 @@ class Record(BaseModel):
                 "salt": self.salt,
             }
         )
-        if fast is not None:
-            return fast
-        try:
-            # Python mode: JSON mode would quietly turn NaN into null.
-            return rfc8785.dumps(self.model_dump())
-        except (rfc8785.CanonicalizationError, ValueError, TypeError) as exc:
-            raise InputError(f"payload cannot be canonicalised: {exc}") from None
+        if fast is None:
+            try:
+                # Python mode: JSON mode would quietly turn NaN into null.
+                fast = rfc8785.dumps(self.model_dump())
+            except (rfc8785.CanonicalizationError, ValueError, TypeError) as exc:
+                raise InputError(f"payload cannot be canonicalised: {exc}") from None
+        if len(fast) > MAX_RECORD_BYTES:
+            raise InputError(
+                f"record is {len(fast):,} bytes as canonical JSON, at most {MAX_RECORD_BYTES:,}"
+            )
+        return fast
 
     def commitment(self) -> bytes:
         return commitment(self.canonical_bytes())

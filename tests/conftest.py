@@ -14,6 +14,11 @@ from sqlalchemy import create_engine, text
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 
+# Signing keys are keystore files: a passphrase for the tests, and scrypt at a cost a test can
+# pay thousands of times (real keys keep eth-account's 2**18). Subprocesses inherit both.
+os.environ.setdefault("FORGEPROOF_KEY_PASSPHRASE", "tests only, not a secret")
+os.environ.setdefault("FORGEPROOF_KEYSTORE_SCRYPT_N", "1024")
+
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:

@@ -36,6 +36,25 @@ def encode_cursor(data: dict[str, Any]) -> str:
     )
 
 
+# Leaf indexes and tree sizes fit a signed 64-bit column on every database.
+MAX_INDEX = 2**63 - 1
+
+
+def cursor_int(cursor: str | None, key: str) -> int | None:
+    """The position a cursor this service issued carries under `key` (None without a cursor).
+
+    Raises:
+        ApiError: 422 invalid_cursor, for anything this service would not have issued.
+    """
+    data = decode_cursor(cursor)
+    if not data:
+        return None
+    value = data.get(key)
+    if type(value) is not int or not 0 <= value <= MAX_INDEX or set(data) != {key}:
+        raise ApiError(422, "invalid_cursor", "cursor is not one this service issued")
+    return value
+
+
 def decode_cursor(cursor: str | None) -> dict[str, Any]:
     if not cursor:
         return {}
@@ -60,7 +79,9 @@ def lookup(log: Log, id: str) -> StoredRecord:
             raise ApiError(422, "invalid_id", f"leaf hash is {len(leaf)} bytes, expected 32")
         return log.find(leaf)
     if not (id.isascii() and id.isdigit()):  # isdigit alone accepts superscripts
-        raise ApiError(422, "invalid_id", f"{id!r} is neither a leaf index nor a 0x leaf hash")
+        raise ApiError(422, "invalid_id", f"{id[:80]!r} is neither a leaf index nor a 0x leaf hash")
+    if len(id) > 19 or int(id) > MAX_INDEX:
+        raise ApiError(422, "invalid_id", f"leaf index {id[:24]}... is beyond any log's size")
     return log.get(int(id))
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from api.deps import CallerDep, ServiceDep
-from api.routes._common import decode_cursor, encode_cursor, us_to_time
+from api.routes._common import MAX_INDEX, cursor_int, encode_cursor, us_to_time
 from api.schemas import CheckpointPublic, CheckpointsPublic, ConsistencyPublic
 from ledger.errors import NotFound
 from ledger.log import Checkpoint, checkpoint_from_row
@@ -48,10 +48,10 @@ def list_checkpoints(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     """All checkpoints, newest first."""
-    before = decode_cursor(cursor).get("before")
+    before = cursor_int(cursor, "before")
     q = select(CheckpointRow).order_by(CheckpointRow.size.desc()).limit(limit + 1)
     if before is not None:
-        q = q.where(CheckpointRow.size < int(before))
+        q = q.where(CheckpointRow.size < before)
     with service.dep.store.reading() as conn:
         cps = [checkpoint_from_row(r) for r in conn.execute(q).all()]
     more = len(cps) > limit
@@ -66,8 +66,8 @@ def list_checkpoints(
 def consistency(
     caller: CallerDep,
     service: ServiceDep,
-    size1: Annotated[int, Query(alias="from", ge=1)],
-    size2: Annotated[int, Query(alias="to", ge=1)],
+    size1: Annotated[int, Query(alias="from", ge=1, le=MAX_INDEX)],
+    size2: Annotated[int, Query(alias="to", ge=1, le=MAX_INDEX)],
 ) -> dict[str, Any]:
     """An RFC 6962 consistency proof from tree size `from` to tree size `to`."""
     log = service.dep.log

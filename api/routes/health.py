@@ -1,11 +1,12 @@
-"""Liveness and Prometheus metrics (unauthenticated, as scrapers expect)."""
+"""Liveness (unauthenticated, as load balancers expect) and Prometheus metrics (an operator's
+key: a scraper is configured with a bearer token)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import ServiceDep
+from api.deps import Operator, ServiceDep
 from api.metrics import LOG_SIZE, REGISTRY
 
 router = APIRouter(tags=["health"])
@@ -30,7 +31,7 @@ def healthz(service: ServiceDep) -> dict[str, object]:
 
 
 @router.get("/metrics", response_class=Response)
-def metrics(service: ServiceDep) -> Response:
-    """Prometheus text exposition."""
+def metrics(caller: Operator, service: ServiceDep) -> Response:
+    """Prometheus text exposition (an operator's API key: the figures say how the plant runs)."""
     LOG_SIZE.set(service.dep.log.size)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from api.access import may_see, visible
 from api.deps import CallerDep, ServiceDep, Writer
 from api.errors import ApiError, forbidden
-from api.routes._common import decode_cursor, encode_cursor, lookup, record_public, time_to_us
+from api.routes._common import cursor_int, encode_cursor, lookup, record_public, time_to_us
 from api.schemas import (
     ErrorPublic,
     ReceiptPublic,
@@ -120,8 +120,10 @@ def list_records(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> RecordsPublic:
     """Records the caller may see, oldest first, filtered; cursor pagination."""
-    after = decode_cursor(cursor).get("after", -1)
-    q = visible(select(RecordRow), caller).where(RecordRow.leaf_index > int(after))
+    after = cursor_int(cursor, "after")
+    q = visible(select(RecordRow), caller).where(
+        RecordRow.leaf_index > (-1 if after is None else after)
+    )
     if kind:
         q = q.where(RecordRow.kind == kind)
     if producer:

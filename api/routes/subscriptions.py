@@ -11,10 +11,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import insert, select, update
 
 from api.deps import Maintainer, ServiceDep
-from api.errors import forbidden
+from api.errors import ApiError, forbidden
 from api.routes import records
 from api.routes._common import us_to_time
 from api.schemas import RecordsPublic
+from api.webhooks import TargetRefused, vet
 from ledger.registry import now_us
 from ledger.store.models import Delivery, Subscription
 
@@ -59,18 +60,24 @@ def feed(
 
 @router.post("/v1/subscriptions", status_code=201, response_model=SubscriptionPublic)
 def subscribe(body: SubscriptionCreate, caller: Maintainer, service: ServiceDep) -> dict[str, Any]:
-    """Register a webhook: predictions are POSTed there, HMAC-signed with the returned secret."""
+    """Register a webhook: predictions are POSTed there, HMAC-signed with the returned secret
+    (shown once). The target must be http(s) on a public address, without credentials."""
+    try:
+        vet(body.url, allow_private=service.settings.allow_private_webhooks)
+    except TargetRefused as exc:
+        raise ApiError(422, "webhook_target_refused", str(exc)) from None
+    secret = secrets.token_hex(32)
     sub: dict[str, Any] = {
         "id": str(uuid.uuid4()),
         "participant": caller.participant,
         "url": body.url,
-        "secret": secrets.token_hex(32),
+        "secret": service.dep.secret_box("webhook").seal(secret),
         "created_us": now_us(),
         "active": True,
     }
     with service.dep.store.transaction() as conn:
         conn.execute(insert(Subscription).values(**sub))
-    return {**sub, "created_at": us_to_time(sub["created_us"])}
+    return {**sub, "secret": secret, "created_at": us_to_time(sub["created_us"])}
 
 
 def _own(service: ServiceDep, caller: Maintainer, id: str) -> Any:

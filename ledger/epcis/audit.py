@@ -370,11 +370,9 @@ def audit_html(bundle: dict[str, Any]) -> str:
     for e in g["edges"]:
         for leaf in e["events"]:
             about.setdefault(leaf, []).append(f"{_short(e['source'])} → {_short(e['target'])}")
-    legend = "".join(
-        f'<span><i class="sw" style="border-color:{c}'
-        f'{";border-top-style:dashed" if r != "transformation" else ""}"></i>{r}</span>'
-        for r, c in _COLOURS.items()
-    )
+    # Classes, not style attributes: the page's Content-Security-Policy names its one
+    # stylesheet by hash and allows no inline styles beside it.
+    legend = "".join(f'<span><i class="sw sw-{r}"></i>{r}</span>' for r in _COLOURS)
     template = Template(
         resources.files("ledger.epcis").joinpath("templates", "audit.html").read_text("utf-8")
     )

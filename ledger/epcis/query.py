@@ -289,8 +289,13 @@ def _after(q: EventQuery, token: str) -> int:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
         after = data["after"]
-        ok = data.get("v") == 1 and isinstance(after, int)
-    except (ValueError, KeyError, TypeError):
+        ok = (
+            data.get("v") == 1
+            and type(after) is int
+            and 0 <= after < 2**63
+            and isinstance(data.get("q"), str)
+        )
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         ok = False
     if not ok:
         raise QueryParameterError(f"nextPageToken {token[:40]!r} is not a page token of ours")

@@ -180,7 +180,9 @@ class Subscription(Base):
         String(128), ForeignKey("participants.id"), nullable=False, index=True
     )
     url: Mapped[str] = mapped_column(String(2048), nullable=False)
-    secret: Mapped[str] = mapped_column(String(128), nullable=False)
+    # Sealed with the deployment secret (ledger.keystore.SecretBox); the plain secret is
+    # shown to the subscriber once.
+    secret: Mapped[str] = mapped_column(String(512), nullable=False)
     created_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
 

@@ -94,7 +94,9 @@ def make_plant(home: Path, database_url: str | None = None) -> Plant:
     key held here) and given an API key; the service runs without background threads."""
     dep = Deployment.init(home, database_url=database_url)
     chain = dep.open_chain()
-    service = Service(dep, Settings(home=home, sequencer=False), chain)
+    # Webhook receivers in tests listen on loopback.
+    settings = Settings(home=home, sequencer=False, allow_private_webhooks=True)
+    service = Service(dep, settings, chain)
     keys: dict[str, str] = {}
     signers: dict[str, Signer] = {"operator": dep.signer("operator")}
     writer = service.writer()

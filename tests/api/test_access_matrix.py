@@ -311,7 +311,13 @@ MATRIX |= {
         ),
     ),
 }
-PUBLIC = {("GET", "/healthz"), ("GET", "/metrics")}
+MATRIX |= {
+    ("GET", "/metrics"): (
+        {"operator"},
+        lambda p, who, c: p.client.get("/metrics", headers=p.as_(who)),
+    ),
+}
+PUBLIC = {("GET", "/healthz")}
 
 
 def test_matrix_covers_every_route(plant: Plant) -> None:

@@ -139,7 +139,8 @@ def test_pending_deliveries_survive_a_restart(plant: Plant, tmp_path: Path) -> N
     up.server = Srv(("127.0.0.1", port), up.server.RequestHandlerClass)
     threading.Thread(target=up.server.serve_forever, daemon=True).start()
     try:
-        service = Service(Deployment.open(home), Settings(home=home, sequencer=False))
+        settings = Settings(home=home, sequencer=False, allow_private_webhooks=True)
+        service = Service(Deployment.open(home), settings)
         _drain(DeliveryWorker(service, base_delay_s=0.01), 3.0)
         assert len(up.calls) == 1
         check_signature(sub["secret"], up.calls[0][0]["x-forgeproof-signature"], up.calls[0][1])

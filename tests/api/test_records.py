@@ -120,7 +120,9 @@ def test_checkpoints_and_consistency(plant: Plant) -> None:
 def test_health_and_metrics(plant: Plant) -> None:
     plant.submit("acme")
     assert plant.client.get("/healthz").json()["log_size"] == 1
-    metrics = plant.client.get("/metrics").text
+    assert plant.client.get("/metrics").status_code == 401  # the figures are the operator's
+    assert plant.client.get("/metrics", headers=plant.as_("acme")).status_code == 403
+    metrics = plant.client.get("/metrics", headers=plant.as_("operator")).text
     assert "forgeproof_http_requests_total" in metrics and "forgeproof_log_size 1.0" in metrics
 
 

@@ -25,9 +25,11 @@ from ledger.chain import ChainClient
 from ledger.deployment import Deployment
 from ledger.ingest import check_record
 from ledger.receipts import (
+    _validator,
     build_receipt,
     chain_anchor_source,
     chain_key_source,
+    conforms,
     loads_strict,
     verify_receipt,
 )
@@ -111,6 +113,7 @@ def mutations(receipt: dict) -> Iterator[tuple[str, Path_, Any]]:
             yield "number as string", path, put(receipt, path, str(value))
             yield "number as float", path, put(receipt, path, float(value))
         elif isinstance(value, str):
+            yield "newline appended", path, put(receipt, path, value + "\n")
             if value.startswith("0x") and len(value) > 2:
                 yield "hex digit changed", path, put(receipt, path, flip_hex(value))
                 yield "hex upper case", path, put(receipt, path, "0x" + value[2:].upper())
@@ -180,6 +183,10 @@ def test_every_single_field_mutation_is_refused(
                 continue  # no change at all (1.0 == 1 in Python, not in JSON text)
             total += 1
             kinds[what] += 1
+            if not isinstance(mutated, str) and what != "newline appended":
+                # The hand-written schema check and jsonschema agree (newlines aside: Python's
+                # `$` lets one through where JSON Schema's ECMA-262 `$` does not).
+                assert conforms(mutated) == _validator().is_valid(mutated), (what, path)
             where, check = verdict_of(mutated, chain)
             if where == "accepted" and rfc8785.dumps(mutated) == rfc8785.dumps(receipt):
                 # The same receipt to RFC 8785 (a payload number written 1.0 instead of 1):

@@ -96,10 +96,16 @@ json_values = st.recursive(
 
 @given(st.dictionaries(st.text(), json_values, max_size=5))
 def test_canonical_bytes_are_stable_under_reordering(payload: dict) -> None:
-    rec = Record.new("note", payload, participant="p", address=ADDR)
+    try:
+        rec = Record.new("note", payload, participant="p", address=ADDR)
+    except InputError as exc:
+        # A float RFC 8785 writes as an integer beyond 2**53 is refused (it would not read
+        # back as itself); nothing else is.
+        assert "would not read back" in str(exc)
+        return
     shuffled = dict(reversed(list(rec.to_json().items())))
     shuffled["payload"] = dict(reversed(list(payload.items())))
     assert Record.parse(shuffled).canonical_bytes() == rec.canonical_bytes()
     # Idempotent: canonical bytes read back as I-JSON numbers canonicalise to themselves.
     canonical = rec.canonical_bytes()
-    assert rfc8785.dumps(json.loads(canonical, parse_int=float)) == canonical
+    assert rfc8785.dumps(json.loads(canonical)) == canonical
