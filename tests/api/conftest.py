@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,42 @@ PLANT = [
     ("other-maint", "maintainer"),
     ("modelworks", "model_publisher"),
 ]
+
+
+@dataclass(frozen=True)
+class Call:
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+    at: float  # time.monotonic() when answered
+
+
+class Hook:
+    """A partner's webhook endpoint on loopback: answers 503 to the first `fail` calls, then
+    `status`, each after `delay` seconds."""
+
+    def __init__(self, status: int = 200, *, fail: int = 0, delay: float = 0.0) -> None:
+        self.calls: list[Call] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                time.sleep(delay)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                outer.calls.append(Call(headers, body, time.monotonic()))
+                self.send_response(status if len(outer.calls) > fail else 503)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @dataclass

@@ -6,7 +6,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,40 +16,12 @@ from api.service import Service
 from ledger.deployment import Deployment
 from ledger.records import Record
 from ledger.signing import Domain, verify_record_signature
-from tests.api.conftest import Plant
-
-
-class Receiver:
-    """A partner's webhook endpoint on loopback that fails the first `fail` calls."""
-
-    def __init__(self, fail: int = 0) -> None:
-        self.fail = fail
-        self.calls: list[tuple[dict[str, str], bytes]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                outer.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                ok = len(outer.calls) > outer.fail
-                self.send_response(200 if ok else 503)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from tests.api.conftest import Hook, Plant
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver(fail=2)
+def receiver() -> Iterator[Hook]:
+    r = Hook(fail=2)
     yield r
     r.close()
 
@@ -80,7 +51,7 @@ def _drain(worker: DeliveryWorker, until: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def test_feed_is_scoped_to_assigned_assets(plant: Plant, receiver: Receiver) -> None:
+def test_feed_is_scoped_to_assigned_assets(plant: Plant, receiver: Hook) -> None:
     _setup(plant, receiver.url)
     mine = _predict(plant, "engine-7")
     theirs = _predict(plant, "engine-9")
@@ -92,14 +63,14 @@ def test_feed_is_scoped_to_assigned_assets(plant: Plant, receiver: Receiver) -> 
     assert plant.client.get("/v1/feed", headers=plant.as_("acme")).status_code == 403
 
 
-def test_webhook_signed_retried_and_logged(plant: Plant, receiver: Receiver) -> None:
+def test_webhook_signed_retried_and_logged(plant: Plant, receiver: Hook) -> None:
     sub = _setup(plant, receiver.url)
     rec = _predict(plant, "engine-7")
     _predict(plant, "engine-9")  # another partner's asset: never sent here
     worker = DeliveryWorker(plant.service, base_delay_s=0.05)
     _drain(worker, 3.0)
     assert len(receiver.calls) == 3  # two failures, then delivered, nothing more
-    headers, body = receiver.calls[-1]
+    headers, body = receiver.calls[-1].headers, receiver.calls[-1].body
     check_signature(sub["secret"], headers["x-forgeproof-signature"], body)
     with pytest.raises(ValueError):
         check_signature("wrong-secret", headers["x-forgeproof-signature"], body)
@@ -121,7 +92,7 @@ def test_webhook_signed_retried_and_logged(plant: Plant, receiver: Receiver) -> 
 
 
 def test_pending_deliveries_survive_a_restart(plant: Plant, tmp_path: Path) -> None:
-    down = Receiver()
+    down = Hook()
     url = down.url
     down.close()  # the partner is down: attempts fail, deliveries stay pending
     sub = _setup(plant, url)
@@ -132,7 +103,7 @@ def test_pending_deliveries_survive_a_restart(plant: Plant, tmp_path: Path) -> N
     plant.service.dep.close()  # the service goes away
 
     port = int(url.rsplit(":", 1)[1].split("/")[0])
-    up = Receiver()
+    up = Hook()
     up.server.server_close()
     from http.server import ThreadingHTTPServer as Srv
 
@@ -143,7 +114,8 @@ def test_pending_deliveries_survive_a_restart(plant: Plant, tmp_path: Path) -> N
         service = Service(Deployment.open(home), settings)
         _drain(DeliveryWorker(service, base_delay_s=0.01), 3.0)
         assert len(up.calls) == 1
-        check_signature(sub["secret"], up.calls[0][0]["x-forgeproof-signature"], up.calls[0][1])
+        call = up.calls[0]
+        check_signature(sub["secret"], call.headers["x-forgeproof-signature"], call.body)
         service.dep.close()
     finally:
         up.close()

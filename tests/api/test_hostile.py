@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -20,7 +18,7 @@ from sqlalchemy import func, select
 from api.delivery import DeliveryWorker
 from ledger.records import MAX_PAYLOAD_DEPTH
 from ledger.store.models import Delivery, RecordRow, Subscription
-from tests.api.conftest import Plant
+from tests.api.conftest import Hook, Plant
 
 
 def problem(r: Any, status: int, *, names: str | None = None) -> dict[str, Any]:
@@ -300,33 +298,6 @@ def test_webhook_targets_must_be_public(plant: Plant) -> None:
         assert conn.execute(select(func.count()).select_from(Subscription)).scalar_one() == 0
 
 
-class Hook:
-    """A webhook endpoint on loopback answering `status` after `delay` seconds."""
-
-    def __init__(self, status: int = 200, delay: float = 0.0) -> None:
-        self.calls: list[float] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["content-length"]))
-                time.sleep(delay)
-                outer.calls.append(time.monotonic())
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def _subscribe(plant: Plant, who: str, url: str) -> str:
     r = plant.client.post("/v1/subscriptions", json={"url": url}, headers=plant.as_(who))
     assert r.status_code == 201, r.text
@@ -407,7 +378,7 @@ def test_slow_webhooks_do_not_delay_others(plant: Plant) -> None:
         while not fast.calls and time.monotonic() < deadline:
             time.sleep(0.01)
         assert fast.calls, "the fast subscriber got nothing"
-        assert fast.calls[0] - sent < 1.0, fast.calls[0] - sent
+        assert fast.calls[0].at - sent < 1.0, fast.calls[0].at - sent
     finally:
         worker.stop()
         for h in (*slow, fast):
