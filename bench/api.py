@@ -198,8 +198,8 @@ async def load_python(client: httpx.AsyncClient, phase: Phase, seconds: float) -
 
 
 @contextmanager
-def server(home: Path, env: dict[str, str]) -> Iterator[str]:
-    """`forgeproof up` on a free port; yields its base URL once /healthz answers."""
+def server(home: Path, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """`forgeproof up` on a free port; yields (base URL, process id) once /healthz answers."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "ledger.cli", "up", "--home", str(home), "--port", str(port)]
@@ -216,7 +216,7 @@ def server(home: Path, env: dict[str, str]) -> Iterator[str]:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        yield base
+        yield base, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -305,7 +305,7 @@ def main() -> None:
         def receipts(ids: list[str]) -> list[str]:
             return [f"/v1/records/{id}/receipt" for id in ids]
 
-        with server(home, env) as base:
+        with server(home, env) as (base, _):
             ids, receipt = asyncio.run(populate(base, api_key, signer, domain, history))
             verify_body = json.dumps({"receipt": receipt}, separators=(",", ":"))
             results = measure(
@@ -319,7 +319,7 @@ def main() -> None:
             )
         # The same reads with the receipt cache off: every request takes the route's full path.
         off = {**env, "FORGEPROOF_RECEIPT_CACHE_ENTRIES": "1"}
-        with server(home, off) as base:
+        with server(home, off) as (base, _):
             results |= measure(
                 base, {"get-receipt, cache off (baseline)": Phase("GET", receipts(ids), 200)}
             )
