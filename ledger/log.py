@@ -9,11 +9,11 @@ writer that finds the log grown under it reloads the frontier before appending.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ledger.errors import Conflict, NotFound, ProofError
@@ -32,6 +32,9 @@ from ledger.records import Record
 from ledger.registry import now_us
 from ledger.store import Store
 from ledger.store.models import CheckpointRow, LogState, Node, RecordRow
+
+# A check run inside a write transaction that may refuse it (the sequencer's lease).
+Fence = Callable[[Connection], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,15 +225,7 @@ class Log:
                 restore = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
                 conn.exec_driver_sql(f"PRAGMA cache_size=-{int(cache_mib) * 1024}")
             try:
-                # Taking the row lock: a no-op UPDATE on SQLite (it takes the write lock),
-                # SELECT ... FOR UPDATE on PostgreSQL.
-                if conn.dialect.name == "sqlite":
-                    conn.execute(
-                        update(LogState).where(LogState.id == 1).values(size=LogState.size)
-                    )
-                size = conn.execute(
-                    select(LogState.size).where(LogState.id == 1).with_for_update()
-                ).scalar_one()
+                size = _lock_log(conn)
                 frontier = (
                     Frontier(self._frontier.size, self._frontier.hashes)
                     if size == self._frontier.size
@@ -320,10 +315,17 @@ class Log:
 
     # --- checkpoints ---------------------------------------------------------------------
 
-    def checkpoint(self) -> Checkpoint:
-        """Commit to the whole log as it stands; returns the existing checkpoint if unchanged."""
+    def checkpoint(self, *, fence: Fence | None = None) -> Checkpoint:
+        """Commit to the whole log as it stands; returns the existing checkpoint if unchanged.
+
+        Race-free across processes: the log's row lock is taken first, so the size cannot move
+        and no other process can insert the same checkpoint meanwhile. `fence` runs in the same
+        transaction (the sequencer's lease check) and may refuse it.
+        """
         with self.store.transaction() as conn:
-            size = self.committed_size(conn)
+            size = _lock_log(conn)
+            if fence is not None:
+                fence(conn)
             if size == 0:
                 raise Conflict("the log is empty: nothing to checkpoint")
             row = conn.execute(select(CheckpointRow).where(CheckpointRow.size == size)).first()
@@ -367,9 +369,18 @@ class Log:
         return checkpoint_from_row(row)
 
     def mark_anchored(
-        self, size: int, *, chain_id: int, contract: str, tx_hash: str, block_number: int
+        self,
+        size: int,
+        *,
+        chain_id: int,
+        contract: str,
+        tx_hash: str,
+        block_number: int,
+        fence: Fence | None = None,
     ) -> None:
         with self.store.transaction() as conn:
+            if fence is not None:
+                fence(conn)
             done = conn.execute(
                 update(CheckpointRow)
                 .where(CheckpointRow.size == size)
@@ -383,6 +394,55 @@ class Log:
             ).rowcount
         if not done:
             raise NotFound(f"no checkpoint at size {size}")
+
+    def unanchor(self, size: int, *, fence: Fence | None = None) -> None:
+        """Forget where the checkpoint at `size` was anchored: the chain no longer holds it (a
+        node that lost blocks). Its receipts are pending again until it is anchored anew."""
+        with self.store.transaction() as conn:
+            if fence is not None:
+                fence(conn)
+            conn.execute(
+                update(CheckpointRow)
+                .where(CheckpointRow.size == size)
+                .values(chain_id=None, contract=None, tx_hash=None, block_number=None,
+                        anchored_us=None)
+            )  # fmt: skip
+
+    def anchoring(self) -> Anchoring:
+        """How far anchoring lags behind the log, in records and in seconds."""
+        with self.store.reading() as conn:
+            size = self.committed_size(conn)
+            anchored = (
+                conn.execute(
+                    select(func.max(CheckpointRow.size)).where(CheckpointRow.tx_hash.is_not(None))
+                ).scalar_one()
+                or 0
+            )
+            oldest = None
+            if size > anchored:
+                oldest = conn.execute(
+                    select(RecordRow.appended_us).where(RecordRow.leaf_index == anchored)
+                ).scalar_one_or_none()
+        lag_s = max(0.0, (now_us() - oldest) / 1e6) if oldest is not None else 0.0
+        return Anchoring(size, anchored, size - anchored, lag_s)
+
+
+@dataclass(frozen=True)
+class Anchoring:
+    log_size: int
+    anchored_size: int
+    lag_records: int
+    lag_seconds: float  # age of the oldest record no anchored checkpoint covers
+
+
+def _lock_log(conn: Connection) -> int:
+    """Take the log's row lock (a no-op UPDATE on SQLite takes the write lock; SELECT ... FOR
+    UPDATE on PostgreSQL); returns the committed size."""
+    if conn.dialect.name == "sqlite":
+        conn.execute(update(LogState).where(LogState.id == 1).values(size=LogState.size))
+    return int(
+        conn.execute(select(LogState.size).where(LogState.id == 1).with_for_update()).scalar_one()
+    )
 
 
 def stored_from_row(row: object) -> StoredRecord:

@@ -7,14 +7,14 @@ and `Store.open` brings any database up to the newest revision before use.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from ledger.errors import StorageError
 from ledger.store.models import Base, LogState
@@ -52,9 +52,21 @@ def alembic_config(connection: Connection) -> Config:
     return cfg
 
 
+# pg_advisory_xact_lock key of schema changes: b"fp-schema" as a number.
+SCHEMA_LOCK = int.from_bytes(b"fp-schema", "big") & (2**63 - 1)
+
+
+def _take_turns(conn: Connection) -> None:
+    """Processes opening one database at the same moment take turns: the first migrates and
+    seeds it, the others then find it done. (SQLite: the first write takes the database.)"""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Upgrade the schema to `revision` (idempotent)."""
+    """Upgrade the schema to `revision` (idempotent, safe to run from several processes)."""
     with engine.begin() as conn:
+        _take_turns(conn)
         command.upgrade(alembic_config(conn), revision)
 
 
@@ -75,7 +87,8 @@ class Store:
         try:
             if migrate_schema:
                 migrate(engine)
-            with engine.begin() as conn:
+            with suppress(IntegrityError), engine.begin() as conn:  # seeded by another process
+                _take_turns(conn)
                 if conn.execute(select(LogState.size).where(LogState.id == 1)).first() is None:
                     conn.execute(insert(LogState).values(id=1, size=0))
         except OperationalError as exc:

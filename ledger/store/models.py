@@ -90,6 +90,29 @@ class CheckpointRow(Base):
     anchored_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
+class LeaseRow(Base):
+    """Who may act alone for the deployment (the sequencer): `term` grows with every change of
+    holder and fences the holder's writes; `beat` grows while the holder is alive."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    term: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    beat: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    renewed_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class AlarmRow(Base):
+    """An alarm condition and the record that raised it (None while it is clear)."""
+
+    __tablename__ = "alarms"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    raised_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # leaf index
+    changed_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
 class ParticipantRow(Base):
     """A participant as the registry mirror last saw it: what other tables refer to.
 

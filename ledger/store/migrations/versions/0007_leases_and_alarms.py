@@ -1,0 +1,48 @@
+"""leases (one sequencer, one webhook deliverer at a time) and alarms (once per episode)
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-06
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    leases = op.create_table(
+        "leases",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("holder", sa.String(length=200), nullable=True),
+        sa.Column("term", sa.BigInteger(), nullable=False),
+        sa.Column("beat", sa.BigInteger(), nullable=False),
+        sa.Column("renewed_us", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_leases")),
+    )
+    # The rows exist from the start, so that taking a lease is always an update of one row.
+    op.bulk_insert(
+        leases,
+        [
+            {"name": name, "holder": None, "term": 0, "beat": 0, "renewed_us": 0}
+            for name in ("sequencer", "delivery")
+        ],
+    )
+    op.create_table(
+        "alarms",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("raised_by", sa.BigInteger(), nullable=True),
+        sa.Column("changed_us", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_alarms")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("alarms")
+    op.drop_table("leases")
