@@ -55,6 +55,7 @@ KIND_ROLES: dict[str, frozenset[str]] = {
     "prediction": MODEL_ROLES,
     "inspection": MODEL_ROLES,
     "model_manifest": frozenset({"operator", "model_publisher"}),
+    "alarm": frozenset({"operator"}),  # the deployment's own health (api.monitor)
 }
 
 

@@ -73,6 +73,7 @@ DEFAULT_TIP = 10**9  # wei per gas, when the node has no suggestion
 # estimate saw when it already held one. Only gas used is paid for.
 GAS_HEADROOM = 50_000
 TIP_TTL = 30.0  # seconds a node's tip suggestion is reused
+STALL_CHECK_S = 2.0  # while waiting for a receipt: how often to check it can still be mined
 # A proof source: given the size of the latest checkpoint on chain, the consistency proof
 # from it to the new checkpoint. Lets the client re-prove after a reorg moved the chain back.
 ProofSource = Callable[[int], Sequence[bytes]]
@@ -1063,8 +1064,7 @@ class ChainClient:
                 continue
             # The block that held it is gone. The node may have re-included the transaction
             # elsewhere; otherwise publish again (our nonce may have been rolled back too).
-            with self._send_lock:
-                self._nonce = None
+            self.resync()
             existing = self.find_checkpoint(pending.size)
             if existing is not None and existing.root == pending.root:
                 pending.anchor = self.anchor_of(pending.size)
@@ -1193,7 +1193,7 @@ class ChainClient:
                     raise
                 self._nonce += 1
                 break
-        receipt = self._wait_receipt(tx_hash, what)
+        receipt = self._wait_receipt(tx_hash, what, nonce=tx["nonce"])
         mined = Tx(
             tx_hash=tx_hash,
             block_number=int(receipt["blockNumber"]),
@@ -1238,8 +1238,18 @@ class ChainClient:
         latest = self._rpc("eth_getBlockByNumber", lambda: self.w3.eth.get_block("latest"))
         return int(latest.get("baseFeePerGas", 0) or 0)
 
-    def _wait_receipt(self, tx_hash: str, what: str) -> Any:
+    def _wait_receipt(self, tx_hash: str, what: str, *, nonce: int | None = None) -> Any:
+        """The receipt of `tx_hash`. While waiting, every `STALL_CHECK_S` seconds, make sure
+        the transaction can still be mined: a node that lost blocks (restored from an older
+        state) or its pool keeps a transaction whose nonce is now beyond the account's as
+        "queued" forever, and waiting would never end.
+
+        Raises:
+            ChainUnavailable: no receipt within `timeout`, or the transaction cannot be mined
+                (the nonce is read from the node again for the next one).
+        """
         deadline = time.monotonic() + self.timeout
+        stall_check = time.monotonic() + STALL_CHECK_S
         for delay in self._poll_delays(deadline, f"receipt of {what} {tx_hash}"):
             try:
                 return self._rpc(
@@ -1249,8 +1259,27 @@ class ChainClient:
             except ChainError as exc:
                 if not isinstance(exc.__cause__, TransactionNotFound):
                     raise
+            if nonce is not None and time.monotonic() >= stall_check:
+                stall_check = time.monotonic() + STALL_CHECK_S
+                pending = self._rpc(
+                    "eth_getTransactionCount",
+                    lambda: self.w3.eth.get_transaction_count(self.account.address, "pending"),
+                )
+                if pending <= nonce:
+                    self.resync()
+                    raise ChainUnavailable(
+                        f"{what} {tx_hash} cannot be mined: it has nonce {nonce} and the node "
+                        f"expects {pending} (it lost blocks or dropped the transaction); the "
+                        "next attempt reads the nonce again"
+                    )
             time.sleep(delay)
         raise AssertionError("unreachable")
+
+    def resync(self) -> None:
+        """Read the account's nonce from the node before the next transaction (after the node
+        lost blocks, or a transaction of ours was dropped)."""
+        with self._send_lock:
+            self._nonce = None
 
     def _poll_delays(self, deadline: float, what: str) -> Iterator[float]:
         delay = self.poll_interval
