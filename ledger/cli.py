@@ -639,27 +639,44 @@ def sequencer(
     home: Home = DEFAULT_HOME,
     every: Annotated[int, typer.Option(help="publish when this many records wait")] = 256,
     interval: Annotated[float, typer.Option(help="... or when they waited this long (s)")] = 5.0,
+    lease_ttl: Annotated[
+        float, typer.Option(help="seconds before a silent leader's lease is taken over")
+    ] = 6.0,
 ) -> None:
-    """Run the sequencer: publish checkpoints to the chain as records arrive, until stopped."""
+    """Run a sequencer: publish checkpoints to the chain as records arrive, until stopped.
+
+    Any number may run, beside `up` processes too: one holds the lease and publishes, the
+    others stand by and take over when it dies. Outages of the database or the node are
+    waited out; only an integrity failure (the chain anchors what the log does not hold)
+    ends it, with exit status 2."""
     import logging
     import signal
     import threading
 
     from ledger import logs
+    from ledger.lease import Lease, candidate_id
 
     logs.configure()
     dep = _open(home)
-    try:
-        chain = dep.open_chain()
-    except LedgerError as exc:
-        fail(str(exc))
+    if dep.chain_url:
+        chain: Any = dep.lazy_chain()  # starts while the node is down
+    else:
+        try:
+            chain = dep.open_chain()
+        except LedgerError as exc:
+            fail(str(exc))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    lease = Lease(dep.store, candidate_id("sequencer"), ttl_s=lease_ttl)
     logging.getLogger("forgeproof.sequencer").info(
-        "sequencer running: every %d records or %.1fs, contract %s", every, interval, chain.address
+        "sequencer running as candidate %s: every %d records or %.1fs, contract %s",
+        lease.holder,
+        every,
+        interval,
+        dep.domain.verifying_contract,
     )
     try:
-        Sequencer(dep.log, chain, Policy(every=every, interval_s=interval)).run(stop)
+        Sequencer(dep.log, chain, Policy(every=every, interval_s=interval), lease=lease).run(stop)
     except KeyboardInterrupt:
         pass
     except LedgerError as exc:
@@ -806,8 +823,18 @@ def up(
         bool,
         typer.Option(help="let webhooks target loopback and private addresses (development)"),
     ] = False,
+    sequencer: Annotated[
+        bool | None,
+        typer.Option(
+            "--sequencer/--no-sequencer",
+            help="run a sequencer candidate here (default: yes, or FORGEPROOF_SEQUENCER)",
+        ),
+    ] = None,
 ) -> None:
-    """Run the provenance service: API, sequencer, webhook delivery and the chain."""
+    """Run the provenance service: API, a sequencer candidate, webhook delivery, the chain.
+
+    Several may serve one deployment (PostgreSQL and a JSON-RPC node): one sequencer
+    publishes at a time, chosen by a lease in the database."""
     from api.config import Settings
     from api.server import serve
 
@@ -820,13 +847,17 @@ def up(
         )
     else:
         _ensure_passphrase(confirm=not (home / "config.json").exists())
+    given: dict[str, Any] = {
+        "chain_url": chain_url,
+        "database_url": database_url,
+        "sequencer": sequencer,
+    }
     settings = Settings(
         home=home,
-        chain_url=chain_url,
-        database_url=database_url,
         checkpoint_every=every,
         checkpoint_interval_s=interval,
         allow_private_webhooks=allow_private_webhooks,
+        **{k: v for k, v in given.items() if v is not None},  # else the environment's
     )
     try:
         serve(settings, host=host, port=port, demo=demo)

@@ -12,8 +12,11 @@ HOME is mode 0700 and every file in it 0600.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +37,7 @@ from ledger.store import Store, sqlite_url
 
 if TYPE_CHECKING:
     from ledger.chain import ChainClient
+    from ledger.chain.lazy import LazyChain
 
 CONFIG = "config.json"
 
@@ -67,10 +71,42 @@ class Deployment:
         The contract is deployed here, before any record is signed: records and key changes
         are signed for the domain of a contract that exists.
 
+        Processes initialising (or opening, `open_or_init`) one HOME at the same moment take
+        turns on a lock file in it: one deploys the contract and writes the config, atomically.
+
         Raises:
             InputError: `home` already holds a deployment.
             ChainUnavailable: the node cannot be reached.
         """
+        with _home_lock(home):
+            return cls._create(home, database_url, chain_url, operator, passphrase, chain_options)
+
+    @classmethod
+    def open_or_init(
+        cls,
+        home: Path,
+        *,
+        database_url: str | None = None,
+        chain_url: str | None = None,
+        passphrase: str | None = None,
+    ) -> tuple[Deployment, bool]:
+        """The deployment at `home`, created first if there is none; (deployment, created).
+        Any number of processes may call this at once: exactly one creates it."""
+        with _home_lock(home):
+            if (home / CONFIG).exists():
+                return cls.open(home, passphrase=passphrase), False
+            return cls._create(home, database_url, chain_url, "operator", passphrase, {}), True
+
+    @classmethod
+    def _create(
+        cls,
+        home: Path,
+        database_url: str | None,
+        chain_url: str | None,
+        operator: str,
+        passphrase: str | None,
+        chain_options: dict[str, Any],
+    ) -> Deployment:
         if (home / CONFIG).exists():
             raise InputError(f"{home} already holds a deployment ({CONFIG} exists)")
         if (home / "chain").exists() or (home / "keys").exists():
@@ -81,12 +117,10 @@ class Deployment:
         passphrase = passphrase or os.environ.get(PASSPHRASE_ENV)
         if not passphrase:
             raise InputError(f"set {PASSPHRASE_ENV}: it encrypts the deployment's signing keys")
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(home, 0o700)
         signer = Signer.generate()
         save_key(home, operator, signer, passphrase=passphrase)
         deployment_secret(home)
-        chain = _connect(home, chain_url, signer, operator_id=operator, **chain_options)
+        chain = _deploy(home, chain_url, signer, operator_id=operator, **chain_options)
         try:
             config: dict[str, Any] = {
                 "database_url": database_url or sqlite_url(home / "ledger.db"),
@@ -178,8 +212,7 @@ class Deployment:
             ContractMismatch: the contract is not the one the domain names.
             RegistryMismatch: the database's mirror says what the chain does not.
         """
-        url = os.environ.get("FORGEPROOF_CHAIN_URL") or self.config.get("chain_url")
-        chain = _connect(self.home, url, self.signer(self.operator), **options)
+        chain = _attach(self.home, self.chain_url, self.signer(self.operator), self.domain, options)
         try:
             if chain.domain != self.domain:
                 raise ContractMismatch(
@@ -194,6 +227,19 @@ class Deployment:
             raise
         return chain
 
+    @property
+    def chain_url(self) -> str | None:
+        """The JSON-RPC node (FORGEPROOF_CHAIN_URL, else the config's), or None: embedded."""
+        return os.environ.get("FORGEPROOF_CHAIN_URL") or self.config.get("chain_url")
+
+    def lazy_chain(self, **options: Any) -> LazyChain:
+        """The deployment's chain, connected on first use and until then raising
+        ChainUnavailable: a process starts, serves and appends while the node is down. The
+        registry mirror is not synced on connecting (the service's follower does that)."""
+        from ledger.chain.lazy import LazyChain
+
+        return LazyChain(lambda: self.open_chain(sync=False, **options))
+
     def writer(self, chain: ChainClient) -> RegistryWriter:
         """Registry changes through `chain` (see `open_chain`), mirrored here."""
         return RegistryWriter(self.registry, chain)
@@ -202,9 +248,43 @@ class Deployment:
         self.store.close()
 
 
-def _connect(home: Path, url: str | None, operator: Signer, **options: Any) -> ChainClient:
-    """The chain at `url` (or the embedded one under HOME/chain), acting as `operator`;
-    deploys the contract from `operator`'s key on first use."""
+@contextmanager
+def _home_lock(home: Path) -> Iterator[None]:
+    """An exclusive lock on HOME/.lock (created 0700/0600), held while a deployment is created
+    or opened-or-created: processes started at the same moment take turns."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(home / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _attach(
+    home: Path, url: str | None, operator: Signer, domain: Domain, options: dict[str, Any]
+) -> ChainClient:
+    """The deployment's contract (the one its domain names) at `url`, or the embedded chain
+    under HOME/chain, acting as `operator`. Never deploys."""
+    from ledger.chain import ChainClient
+    from ledger.chain.client import Deployment as ChainDeployment
+
+    if not url:
+        return ChainClient.embedded(home / "chain", private_key=operator.private_key, **options)
+    file = home / "chain-deployment.json"
+    block = ChainDeployment.load(file).block_number if file.exists() else 0
+    return ChainClient.from_url(
+        url,
+        private_key=operator.private_key,
+        address=domain.verifying_contract,
+        deployment_block=block,
+        **options,
+    )
+
+
+def _deploy(home: Path, url: str | None, operator: Signer, **options: Any) -> ChainClient:
+    """The chain at `url` (or the embedded one under HOME/chain), acting as `operator`, with
+    the contract deployed from `operator`'s key (or the one it already deployed)."""
     from ledger.chain import ChainClient
 
     if url:
