@@ -20,7 +20,10 @@ class Settings(BaseSettings):
     checkpoint_interval_s: float = 5.0
     webhook_timeout_s: float = 5.0
     webhook_max_attempts: int = 8
-    sequencer: bool = True  # run the sequencer and webhook worker inside the server
+    # Run a sequencer candidate in this process (one of all candidates publishes, by lease).
+    sequencer: bool = True
+    lease_ttl_s: float = 6.0  # a dead sequencer's lease is taken over after this long
+    max_anchor_lag_s: float = 60.0  # past this, /healthz says degraded and an alarm is raised
     # Webhook targets on loopback, private, link-local or reserved addresses: development only.
     allow_private_webhooks: bool = False
     webhook_workers: int = 8  # deliveries in flight at once, one subscription at a time each

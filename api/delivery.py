@@ -28,6 +28,7 @@ from api.metrics import DELIVERIES
 from api.routes._common import record_public
 from api.service import Service
 from api.webhooks import TargetRefused, vet
+from ledger.lease import Lease
 from ledger.registry import now_us
 from ledger.store.models import Delivery, Subscription
 
@@ -81,8 +82,12 @@ class DeliveryWorker:
         base_delay_s: float = 1.0,
         client: httpx.Client | None = None,
         workers: int | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.service = service
+        # With a lease, only its holder delivers: processes sharing a database would otherwise
+        # race for the same rows (each delivery would be made once per process).
+        self.lease = lease
         self.base_delay_s = base_delay_s
         # No redirects: a target is vetted where it is, not where it points.
         self.client = client or httpx.Client(
@@ -192,6 +197,8 @@ class DeliveryWorker:
             conn.execute(update(Delivery).where(Delivery.id == row.id).values(**values))
 
     def start(self) -> None:
+        if self.lease is not None:
+            self.lease.start()
         self._thread = threading.Thread(target=self._loop, name="webhook-delivery", daemon=True)
         self._thread.start()
 
@@ -200,12 +207,17 @@ class DeliveryWorker:
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=10)
+        if self.lease is not None:
+            self.lease.stop(release=True)
         # Deliveries under way finish (each within the webhook timeout) and record what became
         # of them; queued ones wait for the next start (they are still pending in the outbox).
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if self.lease is not None and self.lease.term is None:
+                self._stop.wait(min(1.0, self.lease.ttl_s / 4))  # another process delivers
+                continue
             try:
                 busy = self.run_once(wait=False)
             except Exception:  # keep delivering whatever one bad row or outage does

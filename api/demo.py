@@ -16,6 +16,7 @@ from ledger.deployment import save_key
 from ledger.epcis.synthetic import PlantConfig, plant_document, plant_events
 from ledger.errors import NotFound
 from ledger.records import Record
+from ledger.sequencer import Sequencer
 from ledger.signing import Signer
 from ledger.store.models import AssetAssignment
 
@@ -76,7 +77,7 @@ def seed(running: Running, *, base_url: str, console: Console | None = None) -> 
 
     runner = service.extras["runner"]
     scored = _score_engines(service, runner) + _score_images(service, runner)
-    cp = running.sequencer.step(force=True)
+    cp = (running.sequencer or Sequencer(dep.log, running.chain)).step(force=True)
     if cp is not None:
         cp = dep.log.checkpoint_at(cp.size)
         console.print(

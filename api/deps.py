@@ -64,3 +64,5 @@ Writer = Annotated[Caller, Depends(require("supplier", "manufacturer", "operator
 Predictor = Annotated[Caller, Depends(require("manufacturer", "operator"))]
 Publisher = Annotated[Caller, Depends(require("model_publisher", "operator"))]
 Maintainer = Annotated[Caller, Depends(require("maintainer"))]
+# Webhooks: maintenance partners (their assets' predictions), the operator (alarms).
+Subscriber = Annotated[Caller, Depends(require("maintainer", "operator"))]

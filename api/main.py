@@ -278,7 +278,7 @@ def _document_problems(app: FastAPI) -> None:
         for path, ops in spec["paths"].items():
             for op in ops.values():
                 responses = op.setdefault("responses", {})
-                public = path == "/healthz"
+                public = path in ("/healthz", "/readyz")
                 for code, text in _ERRORS.items():
                     if public and code != "503":
                         continue

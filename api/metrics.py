@@ -33,3 +33,22 @@ RECEIPTS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+ANCHORED_SIZE = Gauge(
+    "forgeproof_anchored_size", "records covered by an anchored checkpoint", registry=REGISTRY
+)
+ANCHOR_LAG_RECORDS = Gauge(
+    "forgeproof_anchor_lag_records", "records not yet covered by an anchor", registry=REGISTRY
+)
+ANCHOR_LAG_SECONDS = Gauge(
+    "forgeproof_anchor_lag_seconds",
+    "age of the oldest record not yet covered by an anchor",
+    registry=REGISTRY,
+)
+SEQUENCER_LEADER = Gauge(
+    "forgeproof_sequencer_leader", "1 while this process's sequencer holds the lease",
+    registry=REGISTRY,
+)  # fmt: skip
+SEQUENCER_TERM = Gauge("forgeproof_sequencer_term", "the sequencer lease's term", registry=REGISTRY)
+CHAIN_UP = Gauge(
+    "forgeproof_chain_reachable", "1 when the node answered the last probe", registry=REGISTRY
+)

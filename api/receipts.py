@@ -109,6 +109,10 @@ class ReceiptCache:
     def __len__(self) -> int:
         return len(self._items)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
     def get(self, key: Key) -> Encoded | None:
         with self._lock:
             found = self._items.get(key)
@@ -385,6 +389,11 @@ class CachedAnchors:
         except LedgerError:
             return True  # verification stops at the format check
         return self._remembered(self._key(r)) is not None
+
+    def forget(self) -> None:
+        """Drop what was confirmed (this process's sequencer found anchors gone)."""
+        with self._lock:
+            self._confirmed.clear()
 
     def __call__(self, r: ParsedReceipt) -> str:
         key = self._key(r)

@@ -1,4 +1,6 @@
-"""`forgeproof up`: the API, the sequencer, the webhook worker and the chain in one process."""
+"""`forgeproof up`: the API, a sequencer candidate, the webhook worker, the monitor and the chain
+in one process; any number of them may serve one deployment (leases pick who sequences and
+who delivers)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from api import metrics
 from api.auth import create_api_key
 from api.config import Settings
 from api.delivery import DeliveryWorker
@@ -16,12 +19,13 @@ from api.main import create_app
 from api.runner import ModelRunner
 from api.service import Service
 from ledger import logs
-from ledger.deployment import CONFIG, Deployment
+from ledger.deployment import Deployment
 from ledger.errors import LedgerError
+from ledger.lease import Lease, candidate_id
 from ledger.sequencer import Policy, Sequencer
 
 log = logging.getLogger("forgeproof.server")
-REGISTRY_SYNC_S = 1.0  # how often the registry mirror follows the chain
+MONITOR_S = 1.0  # how often the monitor follows the registry, probes the node, measures lag
 
 
 @dataclass
@@ -30,36 +34,30 @@ class Running:
 
     service: Service
     app: Any
-    chain: Any
-    sequencer: Sequencer
+    chain: Any  # a ChainClient, or a LazyChain for a node that may be down
+    sequencer: Sequencer | None  # None: `--no-sequencer`
     worker: DeliveryWorker
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     first_api_key: str | None = None  # the operator's, when this start created the deployment
 
     def start_background(self) -> None:
-        seq = threading.Thread(target=self._sequence, name="sequencer", daemon=True)
-        seq.start()
-        self.threads.append(seq)
-        follow = threading.Thread(target=self._follow_registry, name="registry", daemon=True)
-        follow.start()
-        self.threads.append(follow)
+        if self.sequencer is not None:
+            self._thread("sequencer", self._sequence)
+        self._thread("monitor", lambda: self.service.monitor.run(self.stop, MONITOR_S))
         self.worker.start()
 
-    def _follow_registry(self) -> None:
-        """Keep the registry mirror in step with the chain (changes made by participants
-        directly on chain, or by another process), checking it on every pass."""
-        while not self.stop.wait(REGISTRY_SYNC_S):
-            try:
-                self.service.sync_registry()
-            except LedgerError as exc:
-                log.warning("registry not synced: %s", exc)
-            except Exception:
-                log.exception("registry sync failed")
+    def _thread(self, name: str, target: Any) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
 
     def _sequence(self) -> None:
+        assert self.sequencer is not None
         try:
-            self.sequencer.run(self.stop, on_anchor=lambda cp: log.info("anchored %d", cp.size))
+            self.sequencer.run(self.stop, on_anchor=lambda cp: metrics.CHECKPOINTS.inc())
+        except LedgerError:
+            pass  # an integrity failure: logged, kept in `failure`, /healthz says degraded
         except Exception:
             log.exception("sequencer stopped")
 
@@ -73,30 +71,39 @@ class Running:
 
 
 def build(settings: Settings) -> Running:
-    """Open (or create) the deployment in `settings.home` and assemble the service."""
-    home = Path(settings.home)
+    """Open (or create) the deployment in `settings.home` and assemble the service.
+
+    Any number of processes may build one deployment at once: one creates it. With a
+    JSON-RPC node the chain is connected on first use, so the service starts, serves and
+    appends while the node is down."""
+    dep, created = Deployment.open_or_init(
+        Path(settings.home), database_url=settings.database_url, chain_url=settings.chain_url
+    )
     first_key = None
-    if (home / CONFIG).exists():
-        dep = Deployment.open(home)
-    else:
-        dep = Deployment.init(
-            home, database_url=settings.database_url, chain_url=settings.chain_url
-        )
+    if created:
         first_key = create_api_key(
             dep.store, dep.operator, "operator", "first", registry=dep.registry
         )
-    chain = dep.open_chain()
-    service = Service(dep, settings, chain)
+    chain = dep.lazy_chain() if dep.chain_url else dep.open_chain()
+    service = Service(dep, settings, chain)  # type: ignore[arg-type]  # LazyChain stands in
     runner = ModelRunner.shipped()
     service.extras["runner"] = runner
     register_shipped(service, runner)
-    worker = DeliveryWorker(service)
-    service.extras["wake_delivery"] = worker.wake
-    sequencer = Sequencer(
-        dep.log,
-        chain,
-        Policy(every=settings.checkpoint_every, interval_s=settings.checkpoint_interval_s),
+    worker = DeliveryWorker(
+        service,
+        lease=Lease(dep.store, candidate_id("up"), name="delivery", ttl_s=settings.lease_ttl_s),
     )
+    service.extras["wake_delivery"] = worker.wake
+    sequencer = None
+    if settings.sequencer:
+        sequencer = Sequencer(
+            dep.log,
+            chain,
+            Policy(every=settings.checkpoint_every, interval_s=settings.checkpoint_interval_s),
+            lease=Lease(dep.store, candidate_id("up"), ttl_s=settings.lease_ttl_s),
+            on_unanchor=service.anchors_changed,
+        )
+    service.monitor.sequencer = sequencer
     running = Running(service, create_app(service), chain, sequencer, worker)
     running.first_api_key = first_key
     return running

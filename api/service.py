@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from api.access import RecordFacts, may_read
 from api.auth import Caller, FailureThrottle, KeyCache
 from api.config import Settings
+from api.monitor import Monitor
 from api.receipts import CachedAnchors, ReceiptCache, key_facts
 from ledger.deployment import Deployment
 from ledger.errors import ChainUnavailable, InputError, RegistryMismatch
@@ -22,7 +23,14 @@ from ledger.log import Appended
 from ledger.receipts import chain_anchor_source, chain_key_source
 from ledger.records import Record
 from ledger.registry import KeySnapshot, RegistryWriter, now_us
-from ledger.store.models import AssetAssignment, Delivery, ModelRow, RecordTag, Subscription
+from ledger.store.models import (
+    AlarmRow,
+    AssetAssignment,
+    Delivery,
+    ModelRow,
+    RecordTag,
+    Subscription,
+)
 
 if TYPE_CHECKING:
     from ledger.chain import ChainClient
@@ -80,6 +88,7 @@ class Service:
         self._queue_lock = threading.Lock()
         self.started = time.time()
         self.extras: dict[str, Any] = {}  # predictors, sequencer, chain: set by the app factory
+        self.monitor = Monitor(self)  # `up` hands it the sequencer and runs it
         if chain is not None:
             # What /v1/verify asks the chain: anchors, and the signer's key when first anchored.
             self.extras["anchor_source"] = CachedAnchors(chain_anchor_source(chain))
@@ -237,6 +246,69 @@ class Service:
                 app.conn.execute(insert(RecordTag), tags)
                 self._enqueue_deliveries(app.conn, tags, facts)
         return results
+
+    def anchors_changed(self) -> None:
+        """Anchors were found gone from the chain: forget receipts and chain answers held in
+        memory (receipts are keyed by their anchor anyway; this frees them at once)."""
+        self.receipts.clear()
+        for name in ("anchor_source", "key_source"):
+            source = self.extras.get(name)
+            if isinstance(source, CachedAnchors):
+                source.forget()
+
+    def set_alarm(self, name: str, *, raised: bool, facts: dict[str, Any]) -> int | None:
+        """Raise or clear alarm `name` with an operator-signed `alarm` record, delivered to the
+        operator's webhooks; returns its leaf index, or None when the alarm already was in that
+        state. Once per change whatever the number of processes: the state is read and changed
+        under the log's lock, in the transaction that appends the record.
+
+        Raises:
+            NotFound: the operator's key is not held here.
+            StorageError: the database cannot be reached.
+        """
+
+        def current(conn: Any) -> bool:
+            row = conn.execute(select(AlarmRow.raised_by).where(AlarmRow.name == name)).first()
+            return row is not None and row.raised_by is not None
+
+        with self.dep.store.reading() as conn:
+            if current(conn) == raised:
+                return None
+        dep = self.dep
+        signer = dep.signer(dep.operator)
+        payload = {"alarm": name, "state": "raised" if raised else "cleared", **facts}
+        record = Record.new("alarm", payload, participant=dep.operator, address=signer.address)
+        accepted = check_record(record, signer.sign(dep.domain, record), dep.domain,
+                                self.key_snapshot())  # fmt: skip
+        with self.append_lock, dep.log.appending() as app:
+            if current(app.conn) == raised:
+                return None
+            [appended] = app.add([accepted])
+            state = {"raised_by": appended.index if raised else None, "changed_us": now_us()}
+            done = app.conn.execute(
+                update(AlarmRow).where(AlarmRow.name == name).values(**state)
+            ).rowcount
+            if not done:
+                app.conn.execute(insert(AlarmRow).values(name=name, **state))
+            self._enqueue_for_operators(app.conn, appended.index)
+        return appended.index
+
+    def _enqueue_for_operators(self, conn: Any, leaf_index: int) -> None:
+        """Deliver record `leaf_index` to every active webhook of a participant acting as
+        operator (they read everything)."""
+        subs = conn.execute(
+            select(Subscription.id, Subscription.participant).where(Subscription.active.is_(True))
+        ).all()
+        now = now_us()
+        rows = [
+            {"subscription": sub, "leaf_index": leaf_index, "status": "pending", "attempts": 0,
+             "next_attempt_us": now}
+            for sub, who in subs
+            if "operator" in self.roles_of(who)
+        ]  # fmt: skip
+        if rows:
+            conn.execute(insert(Delivery), rows)
+            self.extras.get("wake_delivery", lambda: None)()
 
     def capture_epcis(self, document: dict[str, Any]) -> Any:
         """Capture EPCIS events as records signed by the operator, for the operator's own

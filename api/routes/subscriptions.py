@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import insert, select, update
 
-from api.deps import Maintainer, ServiceDep
+from api.deps import Maintainer, ServiceDep, Subscriber
 from api.errors import ApiError, forbidden
 from api.routes import records
 from api.routes._common import us_to_time
@@ -59,9 +59,11 @@ def feed(
 
 
 @router.post("/v1/subscriptions", status_code=201, response_model=SubscriptionPublic)
-def subscribe(body: SubscriptionCreate, caller: Maintainer, service: ServiceDep) -> dict[str, Any]:
-    """Register a webhook: predictions are POSTed there, HMAC-signed with the returned secret
-    (shown once). The target must be http(s) on a public address, without credentials."""
+def subscribe(body: SubscriptionCreate, caller: Subscriber, service: ServiceDep) -> dict[str, Any]:
+    """Register a webhook: records are POSTed there, HMAC-signed with the returned secret
+    (shown once): to a maintenance partner, the predictions about its assets; to the operator,
+    the deployment's alarms. The target must be http(s) on a public address, without
+    credentials."""
     try:
         vet(body.url, allow_private=service.settings.allow_private_webhooks)
     except TargetRefused as exc:
@@ -80,7 +82,7 @@ def subscribe(body: SubscriptionCreate, caller: Maintainer, service: ServiceDep)
     return {**sub, "secret": secret, "created_at": us_to_time(sub["created_us"])}
 
 
-def _own(service: ServiceDep, caller: Maintainer, id: str) -> Any:
+def _own(service: ServiceDep, caller: Subscriber, id: str) -> Any:
     with service.dep.store.reading() as conn:
         row = conn.execute(select(Subscription).where(Subscription.id == id)).first()
     if row is None or row.participant != caller.participant:
@@ -89,7 +91,7 @@ def _own(service: ServiceDep, caller: Maintainer, id: str) -> Any:
 
 
 @router.get("/v1/subscriptions", response_model=list[SubscriptionPublic])
-def list_subscriptions(caller: Maintainer, service: ServiceDep) -> list[dict[str, Any]]:
+def list_subscriptions(caller: Subscriber, service: ServiceDep) -> list[dict[str, Any]]:
     """The calling partner's webhooks."""
     with service.dep.store.reading() as conn:
         rows = conn.execute(
@@ -102,7 +104,7 @@ def list_subscriptions(caller: Maintainer, service: ServiceDep) -> list[dict[str
 
 
 @router.delete("/v1/subscriptions/{id}", status_code=204)
-def unsubscribe(id: str, caller: Maintainer, service: ServiceDep) -> None:
+def unsubscribe(id: str, caller: Subscriber, service: ServiceDep) -> None:
     """Stop a webhook; its pending deliveries stop too."""
     _own(service, caller, id)
     with service.dep.store.transaction() as conn:
@@ -117,7 +119,7 @@ def unsubscribe(id: str, caller: Maintainer, service: ServiceDep) -> None:
 @router.get("/v1/subscriptions/{id}/deliveries", response_model=list[DeliveryPublic])
 def deliveries(
     id: str,
-    caller: Maintainer,
+    caller: Subscriber,
     service: ServiceDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, Any]]:

@@ -214,13 +214,13 @@ MATRIX: dict[tuple[str, str], tuple[set[str], Call]] = {
         lambda p, who, c: p.client.get("/v1/feed", headers=p.as_(who)),
     ),
     ("POST", "/v1/subscriptions"): (
-        {"fixit", "other-maint"},
+        {"fixit", "other-maint", "operator"},
         lambda p, who, c: p.client.post(
             "/v1/subscriptions", json={"url": "http://127.0.0.1:9/y"}, headers=p.as_(who)
         ),
     ),
     ("GET", "/v1/subscriptions"): (
-        {"fixit", "other-maint"},
+        {"fixit", "other-maint", "operator"},
         lambda p, who, c: p.client.get("/v1/subscriptions", headers=p.as_(who)),
     ),
     ("DELETE", "/v1/subscriptions/{id}"): (
@@ -317,7 +317,7 @@ MATRIX |= {
         lambda p, who, c: p.client.get("/metrics", headers=p.as_(who)),
     ),
 }
-PUBLIC = {("GET", "/healthz")}
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
 
 
 def test_matrix_covers_every_route(plant: Plant) -> None:

@@ -145,3 +145,26 @@ def test_inspection_prediction_is_signed_and_exported_as_epcis(tmp_path: Path) -
         assert bad.status_code == 422 and bad.json()["code"] == "invalid_image"
     finally:
         running.close()
+
+
+def test_no_sequencer_setting_is_honoured(tmp_path: Path) -> None:
+    """`up --no-sequencer` (Settings.sequencer=False) starts no publisher: checkpoints are left
+    to a standalone `forgeproof sequencer`, and health says who leads (nobody here)."""
+    running = build(Settings(home=tmp_path / "home", sequencer=False, checkpoint_interval_s=0.1))
+    try:
+        assert running.sequencer is None
+        running.start_background()
+        assert {t.name for t in running.threads} == {"monitor"}
+        dep = running.service.dep
+        operator = dep.signer("operator")
+        rec = Record.new("alarm", {"note": "x"}, participant="operator", address=operator.address)
+        body = {"record": rec.to_json(), "signature": "0x" + operator.sign(dep.domain, rec).hex()}
+        client = TestClient(running.app)
+        auth = {"Authorization": f"Bearer {running.first_api_key}"}
+        assert client.post("/v1/records", json=body, headers=auth).status_code == 201
+        time.sleep(0.5)
+        assert dep.log.latest_checkpoint() is None
+        report = client.get("/healthz").json()
+        assert report["sequencer"]["here"] == "off" and report["sequencer"]["leader"] is None
+    finally:
+        running.close()
