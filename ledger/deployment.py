@@ -16,12 +16,12 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ledger.errors import ContractMismatch, InputError, NotFound
+from ledger.errors import ContractMismatch, InputError, NotFound, StorageError
 from ledger.keystore import (
     PASSPHRASE_ENV,
     SecretBox,
@@ -117,18 +117,30 @@ class Deployment:
         passphrase = passphrase or os.environ.get(PASSPHRASE_ENV)
         if not passphrase:
             raise InputError(f"set {PASSPHRASE_ENV}: it encrypts the deployment's signing keys")
-        signer = Signer.generate()
-        save_key(home, operator, signer, passphrase=passphrase)
-        deployment_secret(home)
-        chain = _deploy(home, chain_url, signer, operator_id=operator, **chain_options)
+        database_url = database_url or sqlite_url(home / "ledger.db")
+        store = Store.open(database_url)
+        try:
+            claim = _claim_database(store, database_url)
+        except BaseException:
+            store.close()
+            raise
+        try:
+            signer = Signer.generate()
+            save_key(home, operator, signer, passphrase=passphrase)
+            deployment_secret(home)
+            chain = _deploy(home, chain_url, signer, operator_id=operator, **chain_options)
+        except BaseException:
+            _release_claim(store, claim)
+            store.close()
+            raise
         try:
             config: dict[str, Any] = {
-                "database_url": database_url or sqlite_url(home / "ledger.db"),
+                "database_url": database_url,
                 "chain_url": chain_url,
                 "domain": chain.domain.to_json(),
                 "operator": operator,
             }
-            store = Store.open(config["database_url"])
+            _settle_claim(store, claim, chain.domain.verifying_contract)
             registry = Registry(store)
             registry.sync(chain)
         finally:
@@ -152,6 +164,11 @@ class Deployment:
         config = json.loads(path.read_text())
         url = os.environ.get("FORGEPROOF_DATABASE_URL") or config["database_url"]
         store = Store.open(url)
+        try:
+            _check_claim(store, Domain.from_json(config["domain"]).verifying_contract)
+        except BaseException:
+            store.close()
+            raise
         return cls._build(home, config, store, Registry(store), passphrase)
 
     @classmethod
@@ -246,6 +263,99 @@ class Deployment:
 
     def close(self) -> None:
         self.store.close()
+
+
+# A database serves one deployment: a row of `leases` under this name says which contract's
+# (or, while `init` runs, which creator claimed it). Processes on other hosts, with homes of
+# their own, cannot share `_home_lock`; this is what stops them making a second deployment.
+CLAIM = "deployment"
+
+
+def _claim_database(store: Store, url: str) -> str:
+    """Claim a fresh database for the deployment being created; the claimant's id.
+
+    Raises:
+        InputError: the database serves a deployment already, or another process is creating
+            one in it.
+    """
+    from sqlalchemy import func, insert, make_url, select
+
+    from ledger.lease import candidate_id
+    from ledger.registry import now_us
+    from ledger.store.models import LeaseRow, LogState, RegistryEventRow
+
+    claimant = candidate_id("init")
+    with store.reading() as conn:
+        holder = conn.execute(select(LeaseRow.holder).where(LeaseRow.name == CLAIM)).scalar()
+        used = (conn.execute(select(LogState.size)).scalar() or 0) > 0 or conn.execute(
+            select(func.count()).select_from(RegistryEventRow)
+        ).scalar_one() > 0
+    if holder is None and not used:
+        try:
+            with store.transaction() as conn:
+                conn.execute(
+                    insert(LeaseRow).values(
+                        name=CLAIM, holder=claimant, term=0, beat=0, renewed_us=now_us()
+                    )
+                )
+            return claimant
+        except StorageError:
+            with store.reading() as conn:
+                holder = conn.execute(
+                    select(LeaseRow.holder).where(LeaseRow.name == CLAIM)
+                ).scalar()
+    safe = make_url(url).render_as_string(hide_password=True)
+    if holder is not None and not holder.startswith("0x"):
+        raise InputError(
+            f"another process ({holder}) is creating a deployment in {safe}; open that one "
+            f"(copy its home) instead. If that process died, delete the row {CLAIM!r} of the "
+            "leases table and try again"
+        )
+    raise InputError(
+        f"{safe} already serves a deployment (contract {holder or 'unknown'}): open it with "
+        "that deployment's home (copy it here) instead of creating another"
+    )
+
+
+def _settle_claim(store: Store, claimant: str, contract: str) -> None:
+    from sqlalchemy import update
+
+    from ledger.store.models import LeaseRow
+
+    with store.transaction() as conn:
+        conn.execute(
+            update(LeaseRow)
+            .where(LeaseRow.name == CLAIM, LeaseRow.holder == claimant)
+            .values(holder=contract.lower())
+        )
+
+
+def _release_claim(store: Store, claimant: str) -> None:
+    from sqlalchemy import delete
+
+    from ledger.store.models import LeaseRow
+
+    with suppress(StorageError), store.transaction() as conn:
+        conn.execute(delete(LeaseRow).where(LeaseRow.name == CLAIM, LeaseRow.holder == claimant))
+
+
+def _check_claim(store: Store, contract: str) -> None:
+    """Refuse a home whose contract is not the one the database serves.
+
+    Raises:
+        ContractMismatch: the database belongs to another deployment.
+    """
+    from sqlalchemy import select
+
+    from ledger.store.models import LeaseRow
+
+    with store.reading() as conn:
+        holder = conn.execute(select(LeaseRow.holder).where(LeaseRow.name == CLAIM)).scalar()
+    if holder is not None and holder.startswith("0x") and holder != contract.lower():
+        raise ContractMismatch(
+            f"the database serves the deployment of contract {holder}, but this home's "
+            f"config names {contract.lower()}: it belongs to another deployment"
+        )
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from api.errors import ApiError, forbidden
 from api.routes._common import us_to_time
 from api.schemas import RecordCreate
 from ledger.errors import NotFound
-from ledger.ingest import parse_submission
+from ledger.ingest import check_record, parse_submission
 from ledger.records import hex0x
 from ledger.registry import now_us
 from ledger.store.models import ModelRow
@@ -48,19 +48,24 @@ def register(service: Any, record: Any, signature: bytes) -> dict[str, Any]:
         known = conn.execute(select(ModelRow).where(ModelRow.digest == digest)).first()
     if known is not None:
         return _public(service, known)
-    appended = service.submit(record, signature)
-    with service.dep.store.transaction() as conn:
-        conn.execute(
-            insert(ModelRow).values(
-                digest=digest,
-                name=manifest.name,
-                task=manifest.task,
-                leaf_index=appended.index,
-                publisher=record.producer.participant,
-                registered_us=now_us(),
+    accepted = check_record(record, signature, service.dep.domain, service.key_snapshot())
+    # Looked up again under the log's lock, and logged and indexed in one transaction: two
+    # registrations of one manifest at once (two servers starting together) log it once.
+    with service.append_lock, service.dep.log.appending() as app:
+        row = app.conn.execute(select(ModelRow).where(ModelRow.digest == digest)).first()
+        if row is None:
+            appended = app.add([accepted])[0]
+            app.conn.execute(
+                insert(ModelRow).values(
+                    digest=digest,
+                    name=manifest.name,
+                    task=manifest.task,
+                    leaf_index=appended.index,
+                    publisher=record.producer.participant,
+                    registered_us=now_us(),
+                )
             )
-        )
-        row = conn.execute(select(ModelRow).where(ModelRow.digest == digest)).one()
+            row = app.conn.execute(select(ModelRow).where(ModelRow.digest == digest)).one()
     return _public(service, row)
 
 

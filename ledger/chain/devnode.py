@@ -9,8 +9,10 @@ agree between the two chains), and is stopped (only it) on exit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -71,6 +73,9 @@ class AnvilNode:
             + ["--silent", *extra_args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            # npm's `anvil` is a node script that runs the binary as its child: signals go to
+            # the process group, or a kill -9 would leave the node itself running.
+            start_new_session=True,
         )
         node = cls(proc, port)
         deadline = time.monotonic() + startup_timeout
@@ -92,17 +97,29 @@ class AnvilNode:
         except requests.RequestException:
             return False
 
-    def stop(self) -> None:
-        """Terminate the process (kill it after 5 s) and release its pipe."""
+    def send(self, signum: int) -> None:
+        """Send `signum` to the node (and the npm launcher it runs under)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signum)
+
+    def stop(self, *, timeout: float = 5.0) -> None:
+        """Terminate the node (kill it after `timeout` s) and release its pipe.
+
+        SIGINT first: with `--state FILE` anvil writes its state on the way out."""
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.send(signal.SIGINT)
             try:
-                self.proc.wait(5)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                self.kill()
+        self.send(signal.SIGKILL)  # anything of the group still there
         if self.proc.stderr:
             self.proc.stderr.close()
+
+    def kill(self) -> None:
+        """kill -9: gone at once, nothing saved."""
+        self.send(signal.SIGKILL)
+        self.proc.wait()
 
     def __enter__(self) -> AnvilNode:
         return self

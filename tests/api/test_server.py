@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.auth import create_api_key
 from api.config import Settings
-from api.server import build
+from api.server import Running, build
 from ledger.chain.devnode import AnvilNode, find_anvil
 from ledger.deployment import save_key
 from ledger.records import Record
@@ -168,3 +169,44 @@ def test_no_sequencer_setting_is_honoured(tmp_path: Path) -> None:
         assert report["sequencer"]["here"] == "off" and report["sequencer"]["leader"] is None
     finally:
         running.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.node
+def test_servers_starting_together_register_each_model_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Three servers start at once on a deployment made by `forgeproof init`: each registers
+    the models it runs. (Check-then-insert: the losers died with a key violation on models.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import func, select
+
+    from ledger.deployment import Deployment
+    from ledger.store.models import ModelRow, RecordRow
+    from tests.conftest import postgres_schema
+
+    with postgres_schema(postgres_url) as url, AnvilNode.start() as node:
+        home = tmp_path / "home"
+        Deployment.init(home, database_url=url, chain_url=node.url).close()
+        gate = threading.Barrier(3)
+
+        def start(_: int) -> Running:
+            gate.wait(timeout=30)
+            return build(Settings(home=home))
+
+        with ThreadPoolExecutor(3) as pool:
+            started = list(pool.map(start, range(3)))
+        try:
+            with started[0].service.dep.store.reading() as conn:
+                models = conn.execute(select(func.count()).select_from(ModelRow)).scalar_one()
+                logged = conn.execute(
+                    select(func.count())
+                    .select_from(RecordRow)
+                    .where(RecordRow.kind == "model_manifest")
+                ).scalar_one()
+            assert models == len(started[0].service.extras["runner"].manifests) > 0
+            assert logged == models
+        finally:
+            for running in started:
+                running.close()

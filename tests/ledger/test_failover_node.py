@@ -4,7 +4,6 @@ and a node that loses its newest blocks."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -84,6 +83,44 @@ def test_processes_started_together_make_one_deployment(tmp_path: Path) -> None:
         assert len(deployed) == 1
 
 
+@pytest.mark.postgres
+def test_a_database_serves_one_deployment(tmp_path: Path, postgres_url: str) -> None:
+    """Hosts do not share a home lock: a second `init` against a database in use (another
+    host's fresh home, say) is refused before it deploys anything, and a home whose contract
+    is not the database's cannot open it."""
+    from ledger.deployment import CLAIM, Deployment
+    from ledger.errors import ContractMismatch, InputError
+    from tests.conftest import postgres_schema
+
+    with postgres_schema(postgres_url) as url, AnvilNode.start() as node:
+        first = Deployment.init(tmp_path / "a", database_url=url, chain_url=node.url)
+        contract = first.domain.verifying_contract.lower()
+        first.close()
+        blocks = _rpc(node.url, "eth_blockNumber")
+        with pytest.raises(InputError, match=f"already serves a deployment \\(contract {contract}"):
+            Deployment.init(tmp_path / "b", database_url=url, chain_url=node.url)
+        assert _rpc(node.url, "eth_blockNumber") == blocks  # no second contract deployed
+        assert not (tmp_path / "b" / "config.json").exists()
+
+        other = Deployment.init(tmp_path / "c", chain_url=node.url)  # its own database
+        config = json.loads((tmp_path / "c" / "config.json").read_text())
+        other.close()
+        config["database_url"] = url  # pointed at the first deployment's database
+        (tmp_path / "c" / "config.json").write_text(json.dumps(config))
+        with pytest.raises(ContractMismatch, match=f"serves the deployment of contract {contract}"):
+            Deployment.open(tmp_path / "c")
+
+        reopened = Deployment.open(tmp_path / "a")
+        with reopened.store.reading() as conn:
+            from sqlalchemy import text
+
+            holder = conn.execute(
+                text("SELECT holder FROM leases WHERE name = :n"), {"n": CLAIM}
+            ).scalar()
+        assert holder == contract
+        reopened.close()
+
+
 def test_up_starts_serves_and_appends_while_the_node_is_down(tmp_path: Path) -> None:
     state = tmp_path / "anvil-state.json"
     node = AnvilNode.start("--state", str(state))
@@ -92,9 +129,7 @@ def test_up_starts_serves_and_appends_while_the_node_is_down(tmp_path: Path) -> 
     signer = dep.signer("acme")
     dep.close()
     port = node.port
-    node.proc.send_signal(signal.SIGINT)  # anvil dumps its state on the way out
-    node.proc.wait(timeout=20)
-    node.stop()
+    node.stop(timeout=20)  # SIGINT: anvil dumps its state on the way out
 
     running = build(Settings(home=home, chain_url=f"http://127.0.0.1:{port}"))
     try:

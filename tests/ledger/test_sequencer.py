@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -121,10 +120,7 @@ def test_chain_outage_queues_then_publishes(tmp_path: Path) -> None:
     seq = Sequencer(dep.log, chain, Policy(every=1))
     _append(dep, 3)
     assert seq.step().size == 3  # type: ignore[union-attr]
-    node.proc.send_signal(signal.SIGINT)  # anvil dumps its state on the way out
-    node.proc.wait(timeout=20)
-    if node.proc.stderr:
-        node.proc.stderr.close()
+    node.stop(timeout=20)  # SIGINT: anvil dumps its state on the way out
     _append(dep, 4)  # the node is down: appends go on
     assert dep.log.committed_size() == 7
     with pytest.raises(ChainUnavailable):
