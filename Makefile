@@ -35,9 +35,11 @@ format: install
 	$(VENV)/bin/ruff format ledger ml api tests bench
 	$(VENV)/bin/ruff check --fix ledger ml api tests bench
 
-# Everything: services, lint, type check and the whole suite, slow and service tests included.
+# Everything: services, lint, type check and the whole suite, slow and service tests included,
+# then the fault drill (docs/operations.md): processes killed, PostgreSQL and the node stopped.
 test: install services lint
 	. ./var/services.env && $(PY) -m pytest -n 2 --dist loadgroup
+	. ./var/services.env && $(PY) bench/drill.py
 
 # The quick inner loop: no services, no slow tests.
 test-fast: install

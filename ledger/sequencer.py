@@ -233,6 +233,7 @@ class Sequencer:
         if self.lease is not None and self.lease.term != term:
             raise LeaseLost(f"the lease lapsed before publishing checkpoint {cp.size}")
         anchor = self.chain.publish_checkpoint(cp.size, cp.root, proof)
+        self.published += 1  # mined, whether or not recording it below still may
         _crash_point("after_publish")
         log.info(
             "published checkpoint size=%d block=%d tx=%s term=%s holder=%s",
@@ -244,7 +245,6 @@ class Sequencer:
         )
         self._record(cp.size, anchor, fence)
         self._waiting_since = None
-        self.published += 1
         return cp
 
     def _fence(self, term: int | None) -> Fence | None:

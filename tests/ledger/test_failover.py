@@ -172,7 +172,11 @@ def test_three_candidates_publish_as_one_and_hand_over(tmp_path: Path) -> None:
         runs[leader][0].join(timeout=10)
         _append(dep, 5)
         _until(lambda: chain.latest_checkpoint().size == 45)  # type: ignore[union-attr]
+        # Every checkpoint on chain was published by exactly one of them (the new leader
+        # counts its publication once the confirmation it waits for arrives).
+        _until(lambda: sum(seq.published for seq in candidates) >= chain.checkpoint_count())
         assert sum(seq.published for seq in candidates) == chain.checkpoint_count()
+        assert len([seq for seq in candidates if seq.published]) == 2
         assert all(not raised for _, raised in runs)
     finally:
         for stop in stops:
