@@ -13,6 +13,8 @@ from sqlalchemy import create_engine, text
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
+# Standards vectors the tests read, vendored with their licences (see tests/vectors/README.md).
+VECTORS = Path(__file__).resolve().parent / "vectors"
 
 # Signing keys are keystore files: a passphrase for the tests, and scrypt at a cost a test can
 # pay thousands of times (real keys keep eth-account's 2**18). Subprocesses inherit both.
@@ -21,8 +23,14 @@ os.environ.setdefault("FORGEPROOF_KEYSTORE_SCRYPT_N", "1024")
 
 
 @pytest.fixture(scope="session")
+def vectors_dir() -> Path:
+    """tests/vectors: RFC 6962, RFC 8785 and EPCIS known answers (from ../shared/standards)."""
+    return VECTORS
+
+
+@pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """../shared beside the checkout: standards vectors and data sets, used in place."""
+    """../shared beside the checkout, used in place: data sets (for standards, `vectors_dir`)."""
     if not SHARED.is_dir():
         pytest.skip("../shared is not beside this checkout")
     return SHARED

@@ -241,8 +241,8 @@ def _b64(v: str | None) -> bytes:
     return base64.b64decode(v) if v else b""
 
 
-def _vectors(shared_dir: Path, kind: str) -> list[dict[str, Any]]:
-    root = shared_dir / "standards" / "rfc6962" / kind
+def _vectors(vectors_dir: Path, kind: str) -> list[dict[str, Any]]:
+    root = vectors_dir / "rfc6962" / kind
     files = sorted(root.rglob("*.json"))
     assert files, f"no vectors under {root}"
     return [{**json.loads(f.read_text()), "name": str(f.relative_to(root))} for f in files]
@@ -253,13 +253,13 @@ def _bytes32(*values: bytes) -> bool:
 
 
 def test_rfc6962_consistency_vectors(
-    shared_dir: Path, env: ChainEnv, verifier: ChainClient
+    vectors_dir: Path, env: ChainEnv, verifier: ChainClient
 ) -> None:
     """Every vector whose hashes fit bytes32 (garbage of other lengths cannot even be encoded),
     through the pure view and, where a checkpoint can be published, through publishCheckpoint."""
     accepted = rejected = 0
     publishable: dict[tuple[int, bytes], list[dict[str, Any]]] = defaultdict(list)
-    for v in _vectors(shared_dir, "consistency"):
+    for v in _vectors(vectors_dir, "consistency"):
         proof = [_b64(h) for h in v["proof"] or []]
         root1, root2 = _b64(v["root1"]), _b64(v["root2"])
         if not _bytes32(root1, root2, *proof):
@@ -295,10 +295,10 @@ def test_rfc6962_consistency_vectors(
     assert published >= 4
 
 
-def test_rfc6962_inclusion_vectors(shared_dir: Path, env: ChainEnv, verifier: ChainClient) -> None:
+def test_rfc6962_inclusion_vectors(vectors_dir: Path, env: ChainEnv, verifier: ChainClient) -> None:
     accepted = rejected = 0
     anchored: dict[int, ChainClient] = {}
-    for v in _vectors(shared_dir, "inclusion"):
+    for v in _vectors(vectors_dir, "inclusion"):
         proof = [_b64(h) for h in v["proof"] or []]
         leaf, root = _b64(v["leafHash"]), _b64(v["root"])
         if not _bytes32(leaf, root, *proof):
@@ -317,7 +317,7 @@ def test_rfc6962_inclusion_vectors(shared_dir: Path, env: ChainEnv, verifier: Ch
             anchored[size] = env.deploy()
             anchored[size].publish_checkpoint(size, root, [])
     assert accepted >= 5 and rejected >= 40, (accepted, rejected)
-    for v in _vectors(shared_dir, "inclusion"):
+    for v in _vectors(vectors_dir, "inclusion"):
         proof = [_b64(h) for h in v["proof"] or []]
         leaf, root = _b64(v["leafHash"]), _b64(v["root"])
         ledger = anchored.get(v["treeSize"])

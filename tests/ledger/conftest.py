@@ -21,7 +21,7 @@ DOMAIN = Domain(chain_id=131277322940537, verifying_contract="0x" + "ab" * 20)
 
 @dataclass(frozen=True)
 class JcsVector:
-    """One RFC 8785 known answer from ../shared/standards/rfc8785."""
+    """One RFC 8785 known answer from tests/vectors/rfc8785."""
 
     name: str
     value: Any  # the parsed input
@@ -29,10 +29,10 @@ class JcsVector:
     output_hex: bytes  # the same, from the vector's hex file
 
 
-def rfc8785_vectors(shared_dir: Path) -> list[JcsVector]:
+def rfc8785_vectors(vectors_dir: Path) -> list[JcsVector]:
     import json
 
-    root = shared_dir / "standards" / "rfc8785"
+    root = vectors_dir / "rfc8785"
     vectors = [
         JcsVector(
             name=p.stem,

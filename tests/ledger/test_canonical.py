@@ -35,8 +35,8 @@ def ours(value: Any) -> tuple[str, bytes | str]:
         return "error", type(exc).__name__
 
 
-def test_rfc8785_vectors(shared_dir: Path) -> None:
-    vectors = rfc8785_vectors(shared_dir)
+def test_rfc8785_vectors(vectors_dir: Path) -> None:
+    vectors = rfc8785_vectors(vectors_dir)
     for v in vectors:
         assert canonical_json(v.value) == v.output, v.name
         # Where the fast path answers (no exponent floats), it answers the vector itself.

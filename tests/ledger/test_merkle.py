@@ -29,16 +29,16 @@ def _b64(v: str | None) -> bytes:
     return base64.b64decode(v) if v else b""
 
 
-def _vectors(shared_dir: Path, kind: str) -> list[tuple[str, dict]]:
-    root = shared_dir / "standards" / "rfc6962" / kind
+def _vectors(vectors_dir: Path, kind: str) -> list[tuple[str, dict]]:
+    root = vectors_dir / "rfc6962" / kind
     files = sorted(root.rglob("*.json"))
     assert files, f"no vectors under {root}"
     return [(str(f.relative_to(root)), json.loads(f.read_text())) for f in files]
 
 
-def test_inclusion_vectors(shared_dir: Path) -> None:
+def test_inclusion_vectors(vectors_dir: Path) -> None:
     accepted = rejected = 0
-    for _name, v in _vectors(shared_dir, "inclusion"):
+    for _name, v in _vectors(vectors_dir, "inclusion"):
         proof = [_b64(h) for h in v["proof"] or []]
         args = (_b64(v["leafHash"]), v["leafIdx"], v["treeSize"], proof, _b64(v["root"]))
         if v["wantErr"]:
@@ -51,9 +51,9 @@ def test_inclusion_vectors(shared_dir: Path) -> None:
     assert accepted >= 5 and rejected >= 50, (accepted, rejected)
 
 
-def test_consistency_vectors(shared_dir: Path) -> None:
+def test_consistency_vectors(vectors_dir: Path) -> None:
     accepted = rejected = 0
-    for _name, v in _vectors(shared_dir, "consistency"):
+    for _name, v in _vectors(vectors_dir, "consistency"):
         proof = [_b64(h) for h in v["proof"] or []]
         args = (v["size1"], v["size2"], proof, _b64(v["root1"]), _b64(v["root2"]))
         if v["wantErr"]:

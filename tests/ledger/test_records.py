@@ -18,8 +18,8 @@ from tests.ledger.conftest import rfc8785_vectors
 ADDR = "0x" + "11" * 20
 
 
-def test_rfc8785_vectors(shared_dir: Path) -> None:
-    for v in rfc8785_vectors(shared_dir):
+def test_rfc8785_vectors(vectors_dir: Path) -> None:
+    for v in rfc8785_vectors(vectors_dir):
         got = rfc8785.dumps(v.value)
         assert got == v.output, v.name
         assert got == v.output_hex, v.name
