@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ledger.errors import NotFound
+from ml.errors import MLError
 from ml.manifest import ModelManifest, load_manifest
+
+if TYPE_CHECKING:  # ml.predict imports torch: loaded on the first prediction, not at start-up
+    from ml.predict import Predictor
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "models"
@@ -27,7 +31,7 @@ class ModelRunner:
             digest = manifest.digest()
             self.dirs[digest] = d
             self.manifests[digest] = manifest
-        self._loaded: dict[str, Any] = {}
+        self._loaded: dict[str, Predictor] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -50,22 +54,21 @@ class ModelRunner:
                 return d
         raise NotFound(f"this server holds no {task} model")
 
-    def predictor(self, digest: str) -> Any:
+    def predictor(self, digest: str) -> Predictor:
+        """The loaded predictor of a model held here (by `digest_for`), loaded on first use.
+
+        Raises:
+            NotFound: no predictor runs this model's task.
+            ManifestError: the model directory no longer matches its manifest.
+        """
+        from ml.predict import predictor_for
+
         with self._lock:
             if digest not in self._loaded:
                 task = self.manifests[digest].task
-                if task == "defect":
-                    from ml.inspect import DefectPredictor
-
-                    self._loaded[digest] = DefectPredictor.from_dir(self.dirs[digest])
-                elif task == "rul":
-                    from ml.predict import RULPredictor
-
-                    self._loaded[digest] = RULPredictor.from_dir(self.dirs[digest])
-                elif task == "failure":
-                    from ml.predict import FailurePredictor
-
-                    self._loaded[digest] = FailurePredictor.from_dir(self.dirs[digest])
-                else:
-                    raise NotFound(f"this server cannot run {task} models")
+                try:
+                    cls = predictor_for(task)
+                except MLError as exc:
+                    raise NotFound(f"this server cannot run {task} models") from exc
+                self._loaded[digest] = cls.from_dir(self.dirs[digest])
             return self._loaded[digest]

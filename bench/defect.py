@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ml.data.neu import list_images  # noqa: E402
-from ml.inspect import DefectPredictor  # noqa: E402
+from ml.inspection import DefectPredictor  # noqa: E402
 from ml.models.defect import DefectEnsemble, DefectNetConfig  # noqa: E402
 from ml.tasks.defect import (  # noqa: E402
     TrainConfig,

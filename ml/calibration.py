@@ -15,9 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-class CalibrationError(ValueError):
-    """Calibration data is empty or inconsistent."""
+from ml.errors import CalibrationError
 
 
 def _check(logits_or_probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> None:

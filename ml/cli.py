@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from ml.tasks import EvalArgs, MLInputError, PredictArgs, TrainArgs, task_module
+from ml.errors import ManifestError, MLInputError
+from ml.tasks import EvalArgs, PredictArgs, TrainArgs, task_module
 
 app = typer.Typer(no_args_is_help=True, help="Train, evaluate and run the forgeproof models.")
 
@@ -86,8 +87,6 @@ def evaluate(
         plots=plots,
         progress=not as_json,
     )
-    from ml.manifest import ManifestError
-
     try:
         metrics = task_module(task).evaluate(args)
     except (MLInputError, ManifestError, FileNotFoundError) as exc:
@@ -113,7 +112,7 @@ def predict(
     An input that cannot be used gets an error record (with an "error" key) in its place, also
     reported on stderr; the others go on, and the exit code is 1 if there was any such record.
     """
-    from ml.manifest import ManifestError, load_manifest
+    from ml.manifest import load_manifest
 
     failed = 0
     try:

@@ -23,9 +23,7 @@ from typing import Any
 
 import numpy as np
 
-
-class ConformalError(ValueError):
-    """Calibration data or levels that cannot give a valid interval."""
+from ml.errors import ConformalError
 
 
 def _tails(residuals: np.ndarray, level: float) -> tuple[float, float] | None:

@@ -20,12 +20,10 @@ from typing import Any
 import rfc8785
 from pydantic import BaseModel, ConfigDict, Field
 
+from ml.errors import ManifestError
+
 WEIGHTS_FILE = "weights.safetensors"
 MANIFEST_FILE = "manifest.json"
-
-
-class ManifestError(Exception):
-    """A model directory is missing, incomplete or does not match its manifest."""
 
 
 class ModelManifest(BaseModel):

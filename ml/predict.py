@@ -6,6 +6,11 @@
     predictor = FailurePredictor.from_dir(Path("models/failure-ai4i"))
     record = predictor.predict_one(product_type="M", air_temperature=298.1, ...)
 
+Every shipped predictor (these two and `ml.inspection.DefectPredictor`) satisfies `Predictor`,
+and `predictor_for(task)` finds the class for a manifest's task:
+
+    predictor = predictor_for(manifest.task).from_dir(model_dir)
+
 A payload is a plain JSON-able dict; the ledger wraps it into a signed record. It cites the
 model by `model_manifest_digest` and the exact input by `input_digest`, the 0x-prefixed
 SHA-256 of the input's float32 little-endian bytes in C order:
@@ -23,7 +28,7 @@ import hashlib
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
 import torch
@@ -32,11 +37,12 @@ from ml._progress import progress
 from ml.conformal import ConformalIntervals
 from ml.data import ai4i
 from ml.data.cmapss import N_COLUMNS, Preprocessing, Trajectories, trajectories_from_rows
+from ml.errors import ManifestError, MLInputError
 from ml.explain import integrated_gradients, summarize_features, summarize_window
-from ml.manifest import ManifestError, ModelManifest, load_manifest, load_tensors
+from ml.inspection import DefectPredictor
+from ml.manifest import ModelManifest, load_manifest, load_tensors
 from ml.models.failure import FailureConfig, FailureEnsemble
 from ml.models.rul import RULConfig, RULNet
-from ml.tasks import MLInputError
 
 
 def input_digest(values: np.ndarray) -> str:
@@ -76,8 +82,34 @@ def _load(model_dir: Path, task: str) -> tuple[ModelManifest, dict[str, Any]]:
     return manifest, load_tensors(Path(model_dir))
 
 
+@runtime_checkable
+class Predictor(Protocol):
+    """What every shipped predictor offers: built once from a model directory, it cites the
+    manifest it was loaded from. How it is then asked depends on its task (`predict_window`,
+    `predict_one`, `predict_image`), so a caller that predicts knows which class it holds."""
+
+    task: ClassVar[str]  # the manifest task this class runs: "rul" | "failure" | "defect"
+
+    @property
+    def manifest(self) -> ModelManifest: ...
+
+    @property
+    def manifest_digest(self) -> str: ...
+
+    @classmethod
+    def from_dir(cls, model_dir: Path) -> Self:
+        """Load and verify a model directory (weights digest, task, config).
+
+        Raises:
+            ManifestError: missing files, digest mismatch, or not a model of this task.
+        """
+        ...
+
+
 class RULPredictor:
     """A loaded remaining-useful-life model with its preprocessing and intervals."""
+
+    task: ClassVar[str] = "rul"
 
     def __init__(
         self,
@@ -100,7 +132,7 @@ class RULPredictor:
         Raises:
             ManifestError: missing files, digest mismatch, or not a RUL model.
         """
-        manifest, tensors = _load(model_dir, "rul")
+        manifest, tensors = _load(model_dir, cls.task)
         model = RULNet(RULConfig.from_dict(manifest.config["model"]))
         model.load_state_dict(tensors)
         return cls(
@@ -186,6 +218,8 @@ class RULPredictor:
 class FailurePredictor:
     """A loaded machine-failure model with its scaler and decision threshold."""
 
+    task: ClassVar[str] = "failure"
+
     def __init__(
         self,
         *,
@@ -207,7 +241,7 @@ class FailurePredictor:
         Raises:
             ManifestError: missing files, digest mismatch, or not a failure model.
         """
-        manifest, tensors = _load(model_dir, "failure")
+        manifest, tensors = _load(model_dir, cls.task)
         model = FailureEnsemble(FailureConfig.from_dict(manifest.config["model"]))
         model.load_state_dict(tensors)
         return cls(
@@ -280,3 +314,21 @@ class FailurePredictor:
             lines=np.array([1]),
         )
         return next(self.predict_rows(rows))
+
+
+_SHIPPED: tuple[type[Predictor], ...] = (RULPredictor, FailurePredictor, DefectPredictor)
+PREDICTORS: dict[str, type[Predictor]] = {p.task: p for p in _SHIPPED}  # task -> class
+
+
+def predictor_for(task: str) -> type[Predictor]:
+    """The predictor class for a manifest's `task`.
+
+    Raises:
+        MLInputError: no predictor runs this task.
+    """
+    try:
+        return PREDICTORS[task]
+    except KeyError:
+        raise MLInputError(
+            f"no predictor for task {task!r}; expected one of {', '.join(PREDICTORS)}"
+        ) from None

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.tasks import MLInputError
+from ml.errors import MLInputError
 
 ID_COLUMN = "Product ID"
 TYPE_COLUMN = "Type"

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.tasks import MLInputError
+from ml.errors import MLInputError
 
 N_COLUMNS = 26
 SETTING_NAMES = ("setting_1", "setting_2", "setting_3")

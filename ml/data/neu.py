@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from ml.tasks import MLInputError
+from ml.errors import MLInputError
 
 CLASSES: tuple[str, ...] = (
     "crazing",

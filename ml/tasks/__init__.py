@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from ml.errors import MLInputError
+
 TASKS = ("rul", "failure", "defect")
-
-
-class MLInputError(ValueError):
-    """Bad input data: the message names the file, line and problem."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -44,9 +44,9 @@ from ml.data.neu import (
     preprocess,
     stratified_split,
 )
-from ml.inspect import TTA_VIEWS, DefectPredictor, view_logits
+from ml.errors import ManifestError, MLInputError
+from ml.inspection import TTA_VIEWS, DefectPredictor, view_logits
 from ml.manifest import (
-    ManifestError,
     ModelManifest,
     data_digests,
     load_manifest,
@@ -61,7 +61,7 @@ from ml.models.defect import (
     build_model,
     n_parameters,
 )
-from ml.tasks import EvalArgs, MLInputError, PredictArgs, TrainArgs
+from ml.tasks import EvalArgs, PredictArgs, TrainArgs
 
 MODEL_NAME = "defect-neu"
 ARCHITECTURE = "DefectNet: residual CNN (4 stages of basic blocks), grey input, from scratch"

@@ -20,9 +20,10 @@ import torch
 
 from ml._progress import Advance, progress
 from ml.data import ai4i
+from ml.errors import MLInputError
 from ml.models.failure import FailureConfig, FailureEnsemble, FailureNet, rank_pairs
 from ml.predict import failure_probabilities
-from ml.tasks import EvalArgs, MLInputError, PredictArgs, TrainArgs
+from ml.tasks import EvalArgs, PredictArgs, TrainArgs
 
 OUTER_FOLDS = 5
 

@@ -38,9 +38,10 @@ from ml.data.cmapss import (
     subset_files,
     subset_layout,
 )
+from ml.errors import MLInputError
 from ml.models.rul import RULConfig, RULNet
 from ml.predict import rul_predictions
-from ml.tasks import EvalArgs, MLInputError, PredictArgs, TrainArgs
+from ml.tasks import EvalArgs, PredictArgs, TrainArgs
 
 WINDOW = 90
 MIN_CYCLES = 15

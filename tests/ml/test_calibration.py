@@ -11,13 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ml.calibration import (
-    CalibrationError,
     choose_threshold,
     expected_calibration_error,
     fit_temperature,
     plot_reliability,
     reliability,
 )
+from ml.errors import CalibrationError
 
 
 def sampled(n: int, temperature: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

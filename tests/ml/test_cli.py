@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from ledger.cli import app
+from api.cli import app
 from tests.ml.conftest import AI4I_SAMPLE, CMAPSS_SAMPLE, FAILURE_MODEL, RUL_MODEL
 
 runner = CliRunner()

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ml.conformal import ConformalError, ConformalIntervals, coverage
+from ml.conformal import ConformalIntervals, coverage
+from ml.errors import ConformalError
 
 
 def noisy(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,10 +8,18 @@ import numpy as np
 import pytest
 
 from ml.data.cmapss import read_trajectories
-from ml.manifest import ManifestError
-from ml.predict import FailurePredictor, RULPredictor, input_digest
-from ml.tasks import MLInputError
-from tests.ml.conftest import CMAPSS_SAMPLE, FAILURE_MODEL, RUL_MODEL
+from ml.errors import ManifestError, MLError, MLInputError
+from ml.manifest import load_manifest
+from ml.predict import (
+    PREDICTORS,
+    FailurePredictor,
+    Predictor,
+    RULPredictor,
+    input_digest,
+    predictor_for,
+)
+from ml.tasks import TASKS
+from tests.ml.conftest import CMAPSS_SAMPLE, FAILURE_MODEL, REPO, RUL_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +187,21 @@ def test_wrong_task_and_tampered_weights_are_refused(tmp_path) -> None:
     (copy / "weights.safetensors").write_bytes(bytes(data))
     with pytest.raises(ManifestError, match="SHA-256 is"):
         RULPredictor.from_dir(copy)
+
+
+def test_the_registry_runs_every_task_and_every_shipped_model() -> None:
+    assert set(PREDICTORS) == set(TASKS)
+    assert all(cls.task == task for task, cls in PREDICTORS.items())
+    shipped = sorted(p.parent for p in (REPO / "models").glob("*/manifest.json"))
+    assert shipped, "no models shipped in models/"
+    for model_dir in shipped:
+        manifest = load_manifest(model_dir)
+        predictor = predictor_for(manifest.task).from_dir(model_dir)
+        assert isinstance(predictor, Predictor)
+        assert type(predictor).task == manifest.task
+        assert predictor.manifest_digest == manifest.digest() == predictor.manifest.digest()
+
+
+def test_a_task_no_predictor_runs_is_refused_by_name() -> None:
+    with pytest.raises(MLError, match=r"no predictor for task 'weather'; expected one of rul, "):
+        predictor_for("weather")

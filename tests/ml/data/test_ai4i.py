@@ -15,7 +15,7 @@ from ml.data.ai4i import (
     read_rows,
     stratified_folds,
 )
-from ml.tasks import MLInputError
+from ml.errors import MLInputError
 from tests.ml.conftest import AI4I_SAMPLE
 
 HEADER = (

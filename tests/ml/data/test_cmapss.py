@@ -18,7 +18,7 @@ from ml.data.cmapss import (
     trajectories_from_rows,
     windows_ending_at,
 )
-from ml.tasks import MLInputError
+from ml.errors import MLInputError
 from tests.ml.conftest import CMAPSS_SAMPLE, synthetic_rows, write_cmapss
 
 GOOD = "1 1 0.0 0.0 100.0 " + " ".join(["1.0"] * 21) + "  \n"

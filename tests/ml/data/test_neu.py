@@ -24,7 +24,7 @@ from ml.data.neu import (
     preprocess,
     stratified_split,
 )
-from ml.tasks import MLInputError
+from ml.errors import MLInputError
 
 
 def encode(arr: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> bytes:

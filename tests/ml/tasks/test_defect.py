@@ -12,10 +12,11 @@ from typer.testing import CliRunner
 
 from ml.cli import app
 from ml.data.neu import CLASSES, AugmentConfig, list_images
-from ml.inspect import DefectPredictor
+from ml.errors import MLInputError
+from ml.inspection import DefectPredictor
 from ml.manifest import load_manifest
 from ml.models.defect import DefectEnsemble, DefectNetConfig
-from ml.tasks import EvalArgs, MLInputError
+from ml.tasks import EvalArgs
 from ml.tasks.defect import (
     TrainConfig,
     _trained_alike,
@@ -146,7 +147,7 @@ def test_train_with_members_resumes_and_assembles(
 
 
 def test_more_views_only_for_a_significant_gain() -> None:
-    from ml.inspect import view_logits
+    from ml.inspection import view_logits
     from ml.models.defect import DefectNet
 
     torch.manual_seed(0)

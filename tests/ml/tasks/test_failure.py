@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from ml.data.ai4i import read_rows
+from ml.errors import MLInputError
 from ml.manifest import load_manifest
-from ml.tasks import EvalArgs, MLInputError, PredictArgs, TrainArgs, failure
+from ml.tasks import EvalArgs, PredictArgs, TrainArgs, failure
 from tests.ml.conftest import AI4I_SAMPLE, FAILURE_MODEL
 
 

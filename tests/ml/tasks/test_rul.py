@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from ml.data.cmapss import read_trajectories
+from ml.errors import MLInputError
 from ml.manifest import load_manifest
-from ml.tasks import EvalArgs, MLInputError, PredictArgs, TrainArgs, rul
+from ml.tasks import EvalArgs, PredictArgs, TrainArgs, rul
 from tests.ml.conftest import CMAPSS_SAMPLE, RUL_MODEL, write_cmapss
 
 

@@ -13,14 +13,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from ml.data.neu import CLASSES, ImageError, decode_image, preprocess, sha256_bytes
+from ml.errors import ManifestError
 from ml.gradcam import grad_cam, overlay_png
-from ml.manifest import ManifestError, ModelManifest, load_manifest, load_tensors
+from ml.manifest import ModelManifest, load_manifest, load_tensors
 from ml.models.defect import DefectModel, DefectNetConfig, build_model
 
 TASK = "defect"
@@ -68,6 +69,8 @@ class Scored:
 
 class DefectPredictor:
     """A loaded defect model with its calibration and review threshold."""
+
+    task: ClassVar[str] = TASK
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""ml/inspect.py: the shipped model through the Python API the service uses."""
+"""ml/inspection.py: the shipped model through the Python API the service uses."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from ml.data.neu import CLASSES, ImageError, label_of, list_images, sha256_bytes
-from ml.inspect import DefectPredictor
-from ml.manifest import MANIFEST_FILE, ManifestError, load_manifest
+from ml.errors import ManifestError
+from ml.inspection import DefectPredictor
+from ml.manifest import MANIFEST_FILE, load_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "models" / "defect-neu"
@@ -121,7 +122,7 @@ def test_from_dir_refuses_other_tasks_and_tampered_weights(tmp_path: Path) -> No
 def test_test_time_views_are_the_eight_symmetries() -> None:
     import torch
 
-    from ml.inspect import _SYMMETRIES, TTA_VIEWS, view_logits
+    from ml.inspection import _SYMMETRIES, TTA_VIEWS, view_logits
     from ml.models.defect import DefectNet, DefectNetConfig
 
     x = torch.arange(16.0).view(1, 1, 4, 4)
