@@ -30,6 +30,7 @@ lint: install
 	$(VENV)/bin/ruff format --check ledger ml api tests bench
 	$(VENV)/bin/ruff check ledger ml api tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff format ledger ml api tests bench

@@ -61,7 +61,7 @@ def require(*roles: str) -> Callable[[Caller], Awaitable[Caller]]:
 
 Operator = Annotated[Caller, Depends(require("operator"))]
 Writer = Annotated[Caller, Depends(require("supplier", "manufacturer", "operator"))]
-Predictor = Annotated[Caller, Depends(require("manufacturer", "operator"))]
+RunsModels = Annotated[Caller, Depends(require("manufacturer", "operator"))]
 Publisher = Annotated[Caller, Depends(require("model_publisher", "operator"))]
 Maintainer = Annotated[Caller, Depends(require("maintainer"))]
 # Webhooks: maintenance partners (their assets' predictions), the operator (alarms).

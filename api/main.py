@@ -46,8 +46,6 @@ def create_app(service: Service) -> FastAPI:
     for module in routes:
         app.include_router(module.router)
     app.include_router(participants.api_keys_router)
-    for extra in service.extras.get("routers", []):
-        app.include_router(extra)
 
     _document_problems(app)
     # Added first, so it sits inside Guard: its answers are size-checked and counted too.

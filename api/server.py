@@ -87,13 +87,13 @@ def build(settings: Settings) -> Running:
     chain = dep.lazy_chain() if dep.chain_url else dep.open_chain()
     service = Service(dep, settings, chain)  # type: ignore[arg-type]  # LazyChain stands in
     runner = ModelRunner.shipped()
-    service.extras["runner"] = runner
+    service.runner = runner
     register_shipped(service, runner)
     worker = DeliveryWorker(
         service,
         lease=Lease(dep.store, candidate_id("up"), name="delivery", ttl_s=settings.lease_ttl_s),
     )
-    service.extras["wake_delivery"] = worker.wake
+    service.wake_delivery = worker.wake
     sequencer = None
     if settings.sequencer:
         sequencer = Sequencer(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from ledger.store.models import (
 )
 
 if TYPE_CHECKING:
+    from api.runner import ModelRunner
     from ledger.chain import ChainClient
 
 log = logging.getLogger("forgeproof.service")
@@ -87,12 +88,17 @@ class Service:
         self._queue: list[_Job] = []  # appends waiting for the lock (see `append`)
         self._queue_lock = threading.Lock()
         self.started = time.time()
-        self.extras: dict[str, Any] = {}  # predictors, sequencer, chain: set by the app factory
         self.monitor = Monitor(self)  # `up` hands it the sequencer and runs it
+        # What /v1/verify asks the chain: anchors, and the signer's key when first anchored.
+        self.anchor_source: CachedAnchors | None = None
+        self.key_source: CachedAnchors | None = None
         if chain is not None:
-            # What /v1/verify asks the chain: anchors, and the signer's key when first anchored.
-            self.extras["anchor_source"] = CachedAnchors(chain_anchor_source(chain))
-            self.extras["key_source"] = CachedAnchors(chain_key_source(chain), facts=key_facts)
+            self.anchor_source = CachedAnchors(chain_anchor_source(chain))
+            self.key_source = CachedAnchors(chain_key_source(chain), facts=key_facts)
+        # Set by the app factory (`api/server.py`): the models this server runs, and the
+        # webhook worker's wake-up for new deliveries (a no-op without a worker).
+        self.runner: ModelRunner | None = None
+        self.wake_delivery: Callable[[], None] = lambda: None
 
     # --- the key registry -----------------------------------------------------------------
 
@@ -251,9 +257,8 @@ class Service:
         """Anchors were found gone from the chain: forget receipts and chain answers held in
         memory (receipts are keyed by their anchor anyway; this frees them at once)."""
         self.receipts.clear()
-        for name in ("anchor_source", "key_source"):
-            source = self.extras.get(name)
-            if isinstance(source, CachedAnchors):
+        for source in (self.anchor_source, self.key_source):
+            if source is not None:
                 source.forget()
 
     def set_alarm(self, name: str, *, raised: bool, facts: dict[str, Any]) -> int | None:
@@ -308,7 +313,7 @@ class Service:
         ]  # fmt: skip
         if rows:
             conn.execute(insert(Delivery), rows)
-            self.extras.get("wake_delivery", lambda: None)()
+            self.wake_delivery()
 
     def capture_epcis(self, document: dict[str, Any]) -> Any:
         """Capture EPCIS events as records signed by the operator, for the operator's own
@@ -374,4 +379,4 @@ class Service:
         ]
         if rows:
             conn.execute(insert(Delivery), rows)
-            self.extras.get("wake_delivery", lambda: None)()
+            self.wake_delivery()

@@ -202,7 +202,7 @@ def server(home: Path, env: dict[str, str]) -> Iterator[tuple[str, int]]:
     """`forgeproof up` on a free port; yields (base URL, process id) once /healthz answers."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ledger.cli", "up", "--home", str(home), "--port", str(port)]
+        [sys.executable, "-m", "api.cli", "up", "--home", str(home), "--port", str(port)]
         + ["--every", "1000", "--interval", "1"],
         env=env,
         stdout=subprocess.DEVNULL,

@@ -53,7 +53,7 @@ from bench._common import parser, report
 from ledger.chain.devnode import AnvilNode, find_anvil, free_port
 
 REPO = Path(__file__).resolve().parent.parent
-FORGEPROOF = [sys.executable, "-c", "from ledger.cli import main; main()"]
+FORGEPROOF = [sys.executable, "-m", "api.cli"]
 LEASE_TTL_S = 2.0
 EVERY, INTERVAL_S = 64, 1.0  # the sequencers' policy, the same in every phase
 PUBLISHED = re.compile(

@@ -2,7 +2,7 @@
 
     python bench/epcis.py [--quick] [--json] [--events N] [--postgres-url URL]
 
-The history (ledger.epcis.synthetic: suppliers, raw lots, 10-stage transformations,
+The history (api.demo.synthetic: suppliers, raw lots, 10-stage transformations,
 inspections, cases, pallets, shipping, sensor readings) is 1,000,000 events (--quick: 50,000).
 
 How it is loaded: building a million signed records through `capture` would take hours (the
@@ -37,12 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.progress import Progress
 from sqlalchemy import create_engine, text
 
+from api.demo.synthetic import PlantConfig, PlantFacts, plant_document, plant_events
 from bench._common import parser, report
 from ledger.epcis import genealogy as gen
 from ledger.epcis.capture import capture
 from ledger.epcis.index import index_entry, link_rows
 from ledger.epcis.query import query_events
-from ledger.epcis.synthetic import PlantConfig, PlantFacts, plant_document, plant_events
 from ledger.log import Log
 from ledger.registry import KeySnapshot, now_us
 from ledger.signing import Domain, Signer

@@ -1,4 +1,7 @@
-"""The `forgeproof` command line: a deployment's log, participants, receipts and models."""
+"""The ledger's commands: a deployment's log, participants, receipts, checkpoints, sequencer.
+
+The product's `forgeproof` command (`api/cli.py`) adds the service's and the models' own.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -30,10 +32,9 @@ from ledger.receipts import (
     write_json_atomic,
 )
 from ledger.records import Record, format_time, hex0x, unhex
-from ledger.registry import ROLES, KeyInfo, now_us
+from ledger.registry import ROLES, KeyInfo
 from ledger.sequencer import Policy, Sequencer
 from ledger.signing import Signer, sign_key_binding, sign_key_change
-from ml.cli import app as ml_app
 
 if TYPE_CHECKING:
     from ledger.chain import ChainClient
@@ -49,11 +50,8 @@ participants_app = typer.Typer(
 app.add_typer(participants_app, name="participants")
 registry_app = typer.Typer(no_args_is_help=True, help="The database's mirror of the registry.")
 app.add_typer(registry_app, name="registry")
-api_keys_app = typer.Typer(no_args_is_help=True, help="API keys of the provenance service.")
-app.add_typer(api_keys_app, name="api-keys")
 epcis_app = typer.Typer(no_args_is_help=True, help="EPCIS 2.0 events as signed records.")
 app.add_typer(epcis_app, name="epcis")
-app.add_typer(ml_app, name="ml")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -74,7 +72,7 @@ _opened: list[Deployment] = []
 
 
 @app.callback()
-def _root(ctx: typer.Context) -> None:
+def close_when_done(ctx: typer.Context) -> None:
     # Deployments a command opened are closed (their database connections returned) when
     # the command ends, however it ends.
     ctx.call_on_close(_close_opened)
@@ -88,7 +86,7 @@ def _close_opened() -> None:
 DEMO_PASSPHRASE = "forgeproof demo, not a secret"
 
 
-def _ensure_passphrase(*, confirm: bool) -> None:
+def ensure_passphrase(*, confirm: bool) -> None:
     """FORGEPROOF_KEY_PASSPHRASE, asked for on a terminal when unset."""
     if os.environ.get(PASSPHRASE_ENV) or not sys.stdin.isatty():
         return
@@ -97,7 +95,7 @@ def _ensure_passphrase(*, confirm: bool) -> None:
     )
 
 
-def _open(home: Path) -> Deployment:
+def open_deployment(home: Path) -> Deployment:
     try:
         dep = Deployment.open(home)
     except LedgerError as exc:
@@ -128,29 +126,30 @@ def init(
         str | None, typer.Option(help="JSON-RPC node; default: an embedded chain in HOME")
     ] = None,
 ) -> None:
-    """Create a deployment: operator key, contract on chain, database, first operator API key.
+    """Create a deployment: operator key, contract on chain, database.
 
     Signing keys are encrypted with the passphrase in FORGEPROOF_KEY_PASSPHRASE (asked for on a
     terminal when unset)."""
-    from api.auth import create_api_key
+    dep = init_deployment(home, database_url, chain_url)
+    dep.close()
 
-    _ensure_passphrase(confirm=True)
+
+def init_deployment(home: Path, database_url: str | None, chain_url: str | None) -> Deployment:
+    """`init`'s work, for commands that build on it; exits 2 with the reason on failure."""
+    ensure_passphrase(confirm=True)
     try:
         dep = Deployment.init(home, database_url=database_url, chain_url=chain_url)
-        token = create_api_key(dep.store, dep.operator, "operator", "first", registry=dep.registry)
     except LedgerError as exc:
         fail(str(exc))
     out.print(f"initialised [bold]{home}[/]: operator key {dep.signer(dep.operator).address}")
     out.print(f"contract {dep.domain.verifying_contract} on chain {dep.domain.chain_id}")
-    out.print("the operator's API key (shown once, only its hash is kept):")
-    out.print(f"  {token}", highlight=False)
-    dep.close()
+    return dep
 
 
 @participants_app.command("list")
 def participants_list(home: Home = DEFAULT_HOME) -> None:
     """List participants, roles and keys, with the blocks their keys are valid over."""
-    dep = _open(home)
+    dep = open_deployment(home)
     if not dep.registry.synced:
         err.print("[yellow]as the database mirrors the chain (not checked now)[/]")
     table = Table("participant", "name", "roles", "key", "valid from", "revoked at", "added by")
@@ -193,7 +192,7 @@ def participants_add(
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Register a participant on chain with its first signing key."""
-    dep = _open(home)
+    dep = open_deployment(home)
     if (address is None) != (key_proof is None):
         fail("give --address and --key-proof together, or neither (a key is made here)")
     with _chain(dep) as chain:
@@ -231,7 +230,7 @@ def participants_rotate(
 ) -> None:
     """Replace one of a participant's keys by a new one, in one transaction, with the consent of
     a valid key (held here, or given as --authorization)."""
-    dep = _open(home)
+    dep = open_deployment(home)
     if (address is None) != (key_proof is None):
         fail("give --address and --key-proof together, or neither (a key is made here)")
     with _chain(dep) as chain:
@@ -276,7 +275,7 @@ def participants_rotate(
 def participants_revoke(address: str, home: Home = DEFAULT_HOME) -> None:
     """Revoke a key (as the operator), effective at this block: it signs nothing new, and what
     it signed and was anchored before stays valid."""
-    dep = _open(home)
+    dep = open_deployment(home)
     with _chain(dep) as chain:
         try:
             key = dep.writer(chain).revoke_key(address)
@@ -289,7 +288,7 @@ def participants_revoke(address: str, home: Home = DEFAULT_HOME) -> None:
 def participants_recover(participant: str, home: Home = DEFAULT_HOME) -> None:
     """Bind a new key, made here, to a participant that has no unrevoked key left (operator
     recovery: the chain records that the operator, not the participant, consented)."""
-    dep = _open(home)
+    dep = open_deployment(home)
     with _chain(dep) as chain:
         writer = dep.writer(chain)
         signer = Signer.generate()
@@ -313,7 +312,7 @@ def participants_roles(
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Replace a participant's roles on chain (none: suspended, it signs nothing new)."""
-    dep = _open(home)
+    dep = open_deployment(home)
     with _chain(dep) as chain:
         try:
             p = dep.writer(chain).set_roles(participant, role or [])
@@ -333,7 +332,7 @@ def registry_sync(
     against the contract's storage; exit 1 when they disagree."""
     from ledger.errors import RegistryMismatch
 
-    dep = _open(home)
+    dep = open_deployment(home)
     try:
         chain = dep.open_chain(sync=False)
         try:
@@ -354,79 +353,7 @@ def registry_sync(
     )
 
 
-@api_keys_app.command("create")
-def api_keys_create(
-    participant: str,
-    role: Annotated[str, typer.Option(help="the role it acts in (one the participant holds)")],
-    label: str = "default",
-    expires_in: Annotated[
-        str | None, typer.Option(help="e.g. 90d, 12h, 30m; default: never")
-    ] = None,
-    home: Home = DEFAULT_HOME,
-) -> None:
-    """Issue an API key; the secret is printed once and only its hash is kept."""
-    from api.auth import issue_api_key
-
-    dep = _open(home)
-    expires = None
-    if expires_in is not None:
-        expires = now_us() + _duration_us(expires_in)
-    try:
-        token, info = issue_api_key(
-            dep.store, participant, role, label, expires_us=expires, registry=dep.registry
-        )
-    except LedgerError as exc:
-        fail(str(exc))
-    err.print(f"API key {info.id} for {participant} as {role} (shown once):")
-    sys.stdout.write(token + "\n")
-
-
-def _duration_us(text: str) -> int:
-    units = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
-    number, unit = text[:-1], text[-1:]
-    if unit not in units or not (number.isascii() and number.isdigit()) or int(number) == 0:
-        fail(f"--expires-in: expected a positive number and one of d, h, m, s; got {text!r}")
-    return int(number) * units[unit] * 1_000_000
-
-
-@api_keys_app.command("list")
-def api_keys_list(
-    participant: Annotated[str | None, typer.Option(help="only this participant's")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON array")] = False,
-    home: Home = DEFAULT_HOME,
-) -> None:
-    """API keys (never their secrets), with their state."""
-    from api.auth import list_api_keys
-
-    dep = _open(home)
-    keys = list_api_keys(dep.store, participant)
-    now = now_us()
-    if as_json:
-        sys.stdout.write(json.dumps([asdict(k) for k in keys]) + "\n")
-        return
-    table = Table("id", "participant", "role", "label", "created", "expires", "state")
-    for k in keys:
-        state = "revoked" if k.revoked_us else ("expired" if not k.live(now) else "live")
-        table.add_row(
-            k.id, k.participant, k.role, k.label, _t(k.created_us), _t(k.expires_us), state
-        )
-    out.print(table)
-
-
-@api_keys_app.command("revoke")
-def api_keys_revoke(key_id: str, home: Home = DEFAULT_HOME) -> None:
-    """Revoke an API key: every server refuses it within a second."""
-    from api.auth import revoke_api_key
-
-    dep = _open(home)
-    try:
-        info = revoke_api_key(dep.store, key_id)
-    except LedgerError as exc:
-        fail(str(exc))
-    out.print(f"revoked API key {info.id} of {info.participant} ({info.role})")
-
-
-def _t(us: int | None) -> str:
+def format_us(us: int | None) -> str:
     from datetime import UTC, datetime
 
     return format_time(datetime.fromtimestamp(us / 1e6, UTC)) if us else ""
@@ -473,7 +400,7 @@ def sign(
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Wrap payloads into records and sign them with a locally held key."""
-    dep = _open(home)
+    dep = open_deployment(home)
     try:
         signer = dep.signer(participant)
     except LedgerError as exc:
@@ -516,7 +443,7 @@ def epcis_sign(
     The log then names `participant` as who asserted each event."""
     from ledger.epcis.capture import KIND, prepare
 
-    dep = _open(home)
+    dep = open_deployment(home)
     try:
         signer = dep.signer(participant)
         doc = json.loads(document.read_text())
@@ -559,7 +486,7 @@ def append(
     Signers are checked against the registry mirror, first brought up to the chain and checked
     against it; when the chain cannot be reached (a server holds the embedded chain), against
     the mirror as the database has it, and the command says so."""
-    dep = _open(home)
+    dep = open_deployment(home)
     try:
         dep.open_chain().close()
     except RegistryMismatch as exc:
@@ -611,7 +538,7 @@ def checkpoint(
     local: Annotated[bool, typer.Option(help="commit locally, do not anchor on chain")] = False,
 ) -> None:
     """Commit to the log as it stands and anchor the checkpoint on chain."""
-    dep = _open(home)
+    dep = open_deployment(home)
     try:
         if local:
             cp = dep.log.checkpoint()
@@ -657,7 +584,7 @@ def sequencer(
     from ledger.lease import Lease, candidate_id
 
     logs.configure()
-    dep = _open(home)
+    dep = open_deployment(home)
     if dep.chain_url:
         chain: Any = dep.lazy_chain()  # starts while the node is down
     else:
@@ -692,7 +619,7 @@ def receipt(
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Write a self-contained receipt for a record."""
-    dep = _open(home)
+    dep = open_deployment(home)
     try:
         index = dep.log.find(bytes.fromhex(id[2:])).index if id.startswith("0x") else int(id)
         data = build_receipt(dep.log, index, dep.domain)
@@ -731,7 +658,7 @@ def verify(
         if rpc and not offline:
             chain = _read_only_chain(rpc, data)
         if home is not None and not offline:
-            dep = _open(home)
+            dep = open_deployment(home)
             source = log_checkpoint_source(dep.log)
             if chain is None:
                 try:
@@ -782,7 +709,7 @@ def _read_only_chain(url: str, receipt: object) -> Any:
 @app.command()
 def status(home: Home = DEFAULT_HOME) -> None:
     """Log size, root, checkpoints and participants."""
-    dep = _open(home)
+    dep = open_deployment(home)
     size = dep.log.committed_size()
     cp = dep.log.latest_checkpoint()
     table = Table(show_header=False)
@@ -801,83 +728,6 @@ def status(home: Home = DEFAULT_HOME) -> None:
         table.add_row("latest checkpoint", "none")
     table.add_row("participants", str(len(dep.registry.participants())))
     out.print(table)
-
-
-@app.command()
-def up(
-    home: Home = DEFAULT_HOME,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    demo: Annotated[
-        bool, typer.Option("--demo", help="seed a realistic plant and print keys")
-    ] = False,
-    chain_url: Annotated[
-        str | None, typer.Option(help="JSON-RPC node instead of the embedded chain")
-    ] = None,
-    database_url: Annotated[
-        str | None, typer.Option(help="PostgreSQL URL instead of SQLite")
-    ] = None,
-    every: Annotated[int, typer.Option(help="checkpoint every N records")] = 256,
-    interval: Annotated[float, typer.Option(help="... or every T seconds")] = 5.0,
-    allow_private_webhooks: Annotated[
-        bool,
-        typer.Option(help="let webhooks target loopback and private addresses (development)"),
-    ] = False,
-    sequencer: Annotated[
-        bool | None,
-        typer.Option(
-            "--sequencer/--no-sequencer",
-            help="run a sequencer candidate here (default: yes, or FORGEPROOF_SEQUENCER)",
-        ),
-    ] = None,
-) -> None:
-    """Run the provenance service: API, a sequencer candidate, webhook delivery, the chain.
-
-    Several may serve one deployment (PostgreSQL and a JSON-RPC node): one sequencer
-    publishes at a time, chosen by a lease in the database."""
-    from api.config import Settings
-    from api.server import serve
-
-    if demo and not os.environ.get(PASSPHRASE_ENV):
-        os.environ[PASSPHRASE_ENV] = DEMO_PASSPHRASE
-        err.print(
-            f"[yellow]demo: signing keys are encrypted with the development passphrase "
-            f"{DEMO_PASSPHRASE!r}; set {PASSPHRASE_ENV} for anything real[/]",
-            highlight=False,
-        )
-    else:
-        _ensure_passphrase(confirm=not (home / "config.json").exists())
-    given: dict[str, Any] = {
-        "chain_url": chain_url,
-        "database_url": database_url,
-        "sequencer": sequencer,
-    }
-    settings = Settings(
-        home=home,
-        checkpoint_every=every,
-        checkpoint_interval_s=interval,
-        allow_private_webhooks=allow_private_webhooks,
-        **{k: v for k, v in given.items() if v is not None},  # else the environment's
-    )
-    try:
-        serve(settings, host=host, port=port, demo=demo)
-    except LedgerError as exc:
-        fail(str(exc))
-
-
-@app.command()
-def demo(
-    home: Home = Path("forgeproof-demo"),
-    records: Annotated[int, typer.Option(help="signed records to append")] = 300,
-) -> None:
-    """The main job for now: init, append signed records, checkpoint, write and verify a receipt."""
-    from ledger.demo import run_demo
-
-    os.environ.setdefault(PASSPHRASE_ENV, DEMO_PASSPHRASE)
-    try:
-        run_demo(home, records=records, console=out)
-    except LedgerError as exc:
-        fail(str(exc))
 
 
 def main() -> None:

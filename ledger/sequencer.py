@@ -25,12 +25,11 @@ While the chain is unreachable, appends continue and the backlog publishes when 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from ledger.errors import (
     ChainUnavailable,
@@ -87,12 +86,6 @@ class Policy:
     max_backoff_s: float = 5.0  # retry delay after failures, doubling up to this
 
 
-def _crash_point(name: str) -> None:
-    """Fault injection for the crash tests: FORGEPROOF_CRASH_AT=name kills the process here."""
-    if os.environ.get("FORGEPROOF_CRASH_AT") == name:
-        os._exit(137)
-
-
 class Sequencer:
     """Publishes the log's checkpoints; see the module's documentation.
 
@@ -100,6 +93,10 @@ class Sequencer:
     "starting"), `last_error` the latest transient failure, `failure` what stopped it.
     `on_unanchor` runs after anchors were found gone (to drop cached receipts and anchors).
     """
+
+    # A test seam: called with the name of each point of a publication ("after_local_checkpoint",
+    # "after_publish"); the crash tests end the process there. None in production.
+    at_point: ClassVar[Callable[[str], Any] | None] = None
 
     def __init__(
         self,
@@ -225,7 +222,7 @@ class Sequencer:
         if not (self.due(waiting) or (force and waiting > 0)):
             return None
         cp = self.log.checkpoint(fence=fence)
-        _crash_point("after_local_checkpoint")
+        self._point("after_local_checkpoint")
 
         def proof(previous: int) -> list[bytes]:
             return self.log.consistency_proof(previous, cp.size).hashes if previous else []
@@ -234,7 +231,7 @@ class Sequencer:
             raise LeaseLost(f"the lease lapsed before publishing checkpoint {cp.size}")
         anchor = self.chain.publish_checkpoint(cp.size, cp.root, proof)
         self.published += 1  # mined, whether or not recording it below still may
-        _crash_point("after_publish")
+        self._point("after_publish")
         log.info(
             "published checkpoint size=%d block=%d tx=%s term=%s holder=%s",
             cp.size,
@@ -246,6 +243,11 @@ class Sequencer:
         self._record(cp.size, anchor, fence)
         self._waiting_since = None
         return cp
+
+    def _point(self, name: str) -> None:
+        hook = Sequencer.at_point  # read from the class: a function, not bound to self
+        if hook is not None:
+            hook(name)
 
     def _fence(self, term: int | None) -> Fence | None:
         lease = self.lease

@@ -10,17 +10,18 @@ from rich.console import Console
 from sqlalchemy import insert, select
 
 from api.auth import create_api_key
+from api.demo.synthetic import PlantConfig, plant_document, plant_events
 from api.routes.predictions import export_inspection, sign_prediction
 from api.server import Running
 from ledger.deployment import save_key
-from ledger.epcis.synthetic import PlantConfig, plant_document, plant_events
 from ledger.errors import NotFound
 from ledger.records import Record
 from ledger.sequencer import Sequencer
 from ledger.signing import Signer
 from ledger.store.models import AssetAssignment
+from ml.errors import MLError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "samples"
 
 PARTICIPANTS = [
@@ -75,7 +76,8 @@ def seed(running: Running, *, base_url: str, console: Console | None = None) -> 
     captured = service.capture_epcis(plant_document(events))
     console.print(f"captured {captured.new} EPCIS events (a small plant history)")
 
-    runner = service.extras["runner"]
+    runner = service.runner
+    assert runner is not None, "the server registers its models before seeding"
     scored = _score_engines(service, runner) + _score_images(service, runner)
     cp = (running.sequencer or Sequencer(dep.log, running.chain)).step(force=True)
     if cp is not None:
@@ -103,7 +105,7 @@ def _score_engines(service: Any, runner: Any) -> list[dict[str, Any]]:
         asset = f"engine-{engine_id}"
         try:
             payload = predictor.predict_window(traj.rows[rows], asset=asset, source=sample.name)
-        except ValueError:
+        except MLError:
             continue
         out.append(sign_prediction(service, "prediction", payload, "operator"))
         with service.dep.store.transaction() as conn:

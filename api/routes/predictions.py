@@ -7,10 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import BaseModel, Field
 
-from api.deps import Predictor, ServiceDep
+from api.deps import RunsModels, ServiceDep
 from api.errors import ApiError
 from ledger.errors import NotFound
 from ledger.records import Record, hex0x
+from ml.errors import MLError
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
 
@@ -59,30 +60,31 @@ def sign_prediction(
 
 
 def _runner(service: Any) -> Any:
-    runner = service.extras.get("runner")
+    runner = service.runner
     if runner is None:
         raise NotFound("this server runs no models")
     return runner
 
 
 @router.post("/rul", status_code=201, response_model=PredictionPublic)
-def predict_rul(body: RULRequest, caller: Predictor, service: ServiceDep) -> dict[str, Any]:
+def predict_rul(body: RULRequest, caller: RunsModels, service: ServiceDep) -> dict[str, Any]:
     """Remaining useful life for an asset from its cycle history, with 80% and 90% intervals."""
     import numpy as np
 
     runner = _runner(service)
     digest = runner.digest_for("rul", body.model)
     window = np.asarray(body.cycles, dtype=np.float32)
+    predictor = runner.predictor(digest)  # a model that fails to load is the server's fault
     try:
-        payload = runner.predictor(digest).predict_window(window, asset=body.asset)
-    except ValueError as exc:
+        payload = predictor.predict_window(window, asset=body.asset)
+    except MLError as exc:
         raise ApiError(422, "invalid_input", str(exc)) from None
     return sign_prediction(service, "prediction", payload, caller.participant)
 
 
 @router.post("/inspection", status_code=201, response_model=PredictionPublic)
 def predict_inspection(
-    caller: Predictor,
+    caller: RunsModels,
     service: ServiceDep,
     image: Annotated[UploadFile, File(description="200x200 grey steel surface image")],
     item: Annotated[str | None, Form(description="EPC of the inspected item or lot")] = None,
@@ -92,9 +94,10 @@ def predict_inspection(
     runner = _runner(service)
     digest = runner.digest_for("defect", model)
     data = image.file.read()
+    predictor = runner.predictor(digest)
     try:
-        payload = runner.predictor(digest).predict_image(data, name=image.filename or "upload")
-    except ValueError as exc:
+        payload = predictor.predict_image(data, name=image.filename or "upload")
+    except MLError as exc:
         raise ApiError(422, "invalid_image", str(exc)) from None
     if item:
         payload["item"] = item

@@ -36,7 +36,7 @@ async def verify(request: Request, caller: CallerDep, service: ServiceDep) -> di
     if not isinstance(parsed, dict) or not isinstance(parsed.get("receipt"), dict):
         raise ApiError(422, "invalid_request", "expected a JSON object with a receipt object")
     body = VerifyRequest(receipt=parsed["receipt"])
-    sources = [service.extras.get("anchor_source"), service.extras.get("key_source")]
+    sources = [service.anchor_source, service.key_source]
     # With the chain's answers remembered, verifying is about a millisecond of CPU: done on the
     # loop, requests are served in order, where 32 pool threads queueing for the GIL served
     # some after a second or more (p99 1.4 s -> 0.24 s at 32 clients). A chain call still to
@@ -49,9 +49,9 @@ async def verify(request: Request, caller: CallerDep, service: ServiceDep) -> di
 def _verify(body: VerifyRequest, service: Service) -> dict:
     verdict = verify_receipt(
         body.receipt,
-        key_source=service.extras.get("key_source"),
+        key_source=service.key_source,
         checkpoint_source=log_checkpoint_source(service.dep.log),
-        anchor_source=service.extras.get("anchor_source"),
+        anchor_source=service.anchor_source,
         expected_domain=service.dep.domain,
     )
     return {"ok": verdict.ok, "checks": [c.__dict__ for c in verdict.checks]}

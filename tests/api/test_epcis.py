@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
+from api.demo.synthetic import PlantConfig, PlantFacts, plant_document, plant_events
 from ledger.epcis.audit import verify_audit
-from ledger.epcis.synthetic import PlantConfig, PlantFacts, plant_document, plant_events
 from ledger.receipts import verify_receipt
 from tests.api.conftest import Plant
 

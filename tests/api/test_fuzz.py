@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode, checks
 
-from ledger.epcis.synthetic import PlantConfig, plant_document, plant_events
+from api.demo.synthetic import PlantConfig, plant_document, plant_events
 from tests.api.conftest import Plant, close_plant, make_plant
 
 pytestmark = pytest.mark.slow

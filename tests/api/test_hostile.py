@@ -368,7 +368,7 @@ def test_slow_webhooks_do_not_delay_others(plant: Plant) -> None:
         _subscribe(plant, "fixit", slow[0].url)
         _subscribe(plant, "fixit", slow[1].url)
         _subscribe(plant, "other-maint", fast.url)
-        plant.service.extras["wake_delivery"] = worker.wake
+        plant.service.wake_delivery = worker.wake
         worker.start()
         plant.predict("engine-1")  # to both slow endpoints
         time.sleep(0.2)  # they are busy now
@@ -436,7 +436,7 @@ def test_a_burst_of_wrong_keys_is_slowed_and_a_valid_key_still_works(plant: Plan
 
 
 def test_security_headers_everywhere_and_a_strict_policy_on_pages(plant: Plant) -> None:
-    from ledger.epcis.synthetic import PlantConfig, PlantFacts, plant_document, plant_events
+    from api.demo.synthetic import PlantConfig, PlantFacts, plant_document, plant_events
 
     r = plant.client.get("/healthz")
     for name, value in (

@@ -92,7 +92,7 @@ def test_demo_seed_prints_working_keys(tmp_path: Path) -> None:
         records = client.get("/v1/records", params={"limit": 500}, headers=auditor).json()["data"]
         kinds = {r["kind"] for r in records}
         assert {"supplier_record", "epcis_event"} <= kinds
-        shipped = running.service.extras["runner"].manifests
+        shipped = running.service.runner.manifests
         assert ("model_manifest" in kinds) == bool(shipped)
         if any(m.task == "defect" for m in shipped.values()):
             assert "inspection" in kinds
@@ -113,7 +113,7 @@ def test_demo_seed_prints_working_keys(tmp_path: Path) -> None:
 def test_inspection_prediction_is_signed_and_exported_as_epcis(tmp_path: Path) -> None:
     running = build(Settings(home=tmp_path / "home", checkpoint_every=10_000))
     try:
-        runner = running.service.extras["runner"]
+        runner = running.service.runner
         if not any(m.task == "defect" for m in runner.manifests.values()):
             pytest.skip("no defect model shipped in models/")
         dep = running.service.dep
@@ -205,7 +205,7 @@ def test_servers_starting_together_register_each_model_once(
                     .select_from(RecordRow)
                     .where(RecordRow.kind == "model_manifest")
                 ).scalar_one()
-            assert models == len(started[0].service.extras["runner"].manifests) > 0
+            assert models == len(started[0].service.runner.manifests) > 0
             assert logged == models
         finally:
             for running in started:

@@ -577,8 +577,8 @@ def test_forgeproof_epcis_sign_makes_what_capture_signed_takes(plant: Plant, tmp
 
     from typer.testing import CliRunner
 
-    from ledger.cli import app
-    from ledger.epcis.synthetic import PlantConfig, plant_document, plant_events
+    from api.cli import app
+    from api.demo.synthetic import PlantConfig, plant_document, plant_events
 
     doc = plant_document(list(plant_events(PlantConfig(runs=1, stages=2, seed=9))))
     path = tmp_path / "doc.json"

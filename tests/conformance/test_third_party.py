@@ -23,11 +23,12 @@ from typing import Any
 
 import pytest
 
-from ledger.epcis.synthetic import PlantConfig, PlantFacts, plant_document, plant_events
+from api.demo.synthetic import PlantConfig, PlantFacts, plant_document, plant_events
 from ledger.sequencer import Sequencer
 from tests.api.conftest import Plant, close_plant, make_plant
 
 REPO = Path(__file__).resolve().parents[2]
+VECTORS = REPO / "tests" / "vectors"
 HERE = Path(__file__).parent
 EPCIS_SCHEMA = REPO / "ledger" / "epcis" / "schema" / "EPCIS-JSON-Schema.json"
 pytestmark = pytest.mark.node
@@ -71,9 +72,7 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> Any:
         document = plant_document(events)
         op = plant.as_("operator")
         captured = plant.client.post("/v1/epcis/capture", json=document, headers=op).json()
-        examples = sorted(
-            (REPO.parent / "shared" / "standards" / "epcis" / "examples").glob("*.jsonld")
-        )
+        examples = sorted((VECTORS / "epcis" / "examples").glob("*.jsonld"))
         gs1 = [json.loads(p.read_text()) for p in examples if "all_possible" not in p.name]
         for doc in gs1:
             r = plant.client.post("/v1/epcis/capture", json=doc, headers=op)

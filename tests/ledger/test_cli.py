@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ledger.cli import app
+from api.cli import app
 from ledger.deployment import Deployment, save_key
 from ledger.ingest import submission_json
 from ledger.records import Record

@@ -167,16 +167,17 @@ def test_kill_the_sequencer_fifty_times(tmp_path: Path) -> None:
     writer = subprocess.Popen([*writer_cmd, "100000000", "0.05"], env=env, cwd=REPO)
     rng = random.Random(5)
     points = ["", "", "after_local_checkpoint", "after_publish"]
-    cmd = [sys.executable, "-m", "ledger.cli", "sequencer", "--home", str(home)]
+    cmd = [sys.executable, "-m", "tests.ledger.testonly.crashing_sequencer"]
     # A killed sequencer's lease lapses before the next one takes over: keep that short here.
-    cmd += ["--every", "7", "--interval", "0.2", "--lease-ttl", "0.5"]
+    args = ["sequencer", "--home", str(home), "--every", "7", "--interval", "0.2"]
+    args += ["--lease-ttl", "0.5"]
     kills = 0
     try:
         while kills < 50:
             point = points[kills % len(points)]
             proc = subprocess.Popen(
-                cmd,
-                env={**env, "FORGEPROOF_CRASH_AT": point},
+                [*cmd, point, *args],
+                env=env,
                 cwd=REPO,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from api.demo.synthetic import PlantConfig, PlantFacts, plant_document, plant_events
 from ledger.epcis.capture import CaptureResult, capture
-from ledger.epcis.synthetic import PlantConfig, PlantFacts, plant_document, plant_events
 from ledger.log import Log
 from ledger.signing import Signer
 from ledger.store import Store, sqlite_url
@@ -65,9 +65,9 @@ def repo(store: Store) -> Repo:
 
 
 @pytest.fixture(scope="session")
-def examples(shared_dir: Path) -> dict[str, dict[str, Any]]:
-    """The official GS1 EPCIS 2.0 examples, by file name."""
-    folder = shared_dir / "standards" / "epcis" / "examples"
+def examples(vectors_dir: Path) -> dict[str, dict[str, Any]]:
+    """The official GS1 EPCIS 2.0 examples (tests/vectors/epcis), by file name."""
+    folder = vectors_dir / "epcis" / "examples"
     found = {p.name: json.loads(p.read_text()) for p in sorted(folder.glob("*.jsonld"))}
     assert len(found) >= 9, f"expected the 9 official examples, found {sorted(found)}"
     return found

@@ -34,7 +34,7 @@ STATION = "urn:epc:id:sgln:4012345.00001.7"
 
 
 def defect_prediction(**overrides: Any) -> dict[str, Any]:
-    """The shape of a defect model's record (ml/inspect.py)."""
+    """The shape of a defect model's record (ml/inspection.py)."""
     return {
         "task": "defect",
         "image": "plate-0042.jpg",

@@ -1,0 +1,234 @@
+"""The `forgeproof` command: the ledger's commands (`ledger/cli.py`), the provenance service's
+(`up`, `api-keys`, the demo) and the models' (`ml`), composed at the top of the house."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ledger import cli as ledger_cli
+from ledger.cli import (
+    DEFAULT_HOME,
+    DEMO_PASSPHRASE,
+    Home,
+    ensure_passphrase,
+    err,
+    fail,
+    format_us,
+    open_deployment,
+    out,
+)
+from ledger.errors import LedgerError
+from ledger.keystore import PASSPHRASE_ENV
+from ledger.registry import now_us
+from ml.cli import app as ml_app
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="forgeproof: signed ML and supply-chain records in a verifiable log.",
+    pretty_exceptions_enable=False,
+)
+app.callback()(ledger_cli.close_when_done)
+# The ledger's commands as they are, but `init`, which here also issues the first API key.
+app.registered_commands += [
+    c for c in ledger_cli.app.registered_commands if c.callback is not ledger_cli.init
+]
+app.registered_groups += ledger_cli.app.registered_groups
+api_keys_app = typer.Typer(no_args_is_help=True, help="API keys of the provenance service.")
+app.add_typer(api_keys_app, name="api-keys")
+app.add_typer(ml_app, name="ml")
+
+
+@app.command()
+def init(
+    home: Home = DEFAULT_HOME,
+    database_url: Annotated[str | None, typer.Option(help="default: SQLite in HOME")] = None,
+    chain_url: Annotated[
+        str | None, typer.Option(help="JSON-RPC node; default: an embedded chain in HOME")
+    ] = None,
+) -> None:
+    """Create a deployment: operator key, contract on chain, database, first operator API key.
+
+    Signing keys are encrypted with the passphrase in FORGEPROOF_KEY_PASSPHRASE (asked for on a
+    terminal when unset)."""
+    from api.auth import create_api_key
+
+    dep = ledger_cli.init_deployment(home, database_url, chain_url)
+    try:
+        token = create_api_key(dep.store, dep.operator, "operator", "first", registry=dep.registry)
+    except LedgerError as exc:
+        fail(str(exc))
+    finally:
+        dep.close()
+    out.print("the operator's API key (shown once, only its hash is kept):")
+    out.print(f"  {token}", highlight=False)
+
+
+@api_keys_app.command("create")
+def api_keys_create(
+    participant: str,
+    role: Annotated[str, typer.Option(help="the role it acts in (one the participant holds)")],
+    label: str = "default",
+    expires_in: Annotated[
+        str | None, typer.Option(help="e.g. 90d, 12h, 30m; default: never")
+    ] = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Issue an API key; the secret is printed once and only its hash is kept."""
+    from api.auth import issue_api_key
+
+    dep = open_deployment(home)
+    expires = None
+    if expires_in is not None:
+        expires = now_us() + _duration_us(expires_in)
+    try:
+        token, info = issue_api_key(
+            dep.store, participant, role, label, expires_us=expires, registry=dep.registry
+        )
+    except LedgerError as exc:
+        fail(str(exc))
+    err.print(f"API key {info.id} for {participant} as {role} (shown once):")
+    sys.stdout.write(token + "\n")
+
+
+def _duration_us(text: str) -> int:
+    units = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not (number.isascii() and number.isdigit()) or int(number) == 0:
+        fail(f"--expires-in: expected a positive number and one of d, h, m, s; got {text!r}")
+    return int(number) * units[unit] * 1_000_000
+
+
+@api_keys_app.command("list")
+def api_keys_list(
+    participant: Annotated[str | None, typer.Option(help="only this participant's")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON array")] = False,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """API keys (never their secrets), with their state."""
+    from api.auth import list_api_keys
+
+    dep = open_deployment(home)
+    keys = list_api_keys(dep.store, participant)
+    now = now_us()
+    if as_json:
+        sys.stdout.write(json.dumps([asdict(k) for k in keys]) + "\n")
+        return
+    table = Table("id", "participant", "role", "label", "created", "expires", "state")
+    for k in keys:
+        state = "revoked" if k.revoked_us else ("expired" if not k.live(now) else "live")
+        table.add_row(
+            k.id,
+            k.participant,
+            k.role,
+            k.label,
+            format_us(k.created_us),
+            format_us(k.expires_us),
+            state,
+        )
+    out.print(table)
+
+
+@api_keys_app.command("revoke")
+def api_keys_revoke(key_id: str, home: Home = DEFAULT_HOME) -> None:
+    """Revoke an API key: every server refuses it within a second."""
+    from api.auth import revoke_api_key
+
+    dep = open_deployment(home)
+    try:
+        info = revoke_api_key(dep.store, key_id)
+    except LedgerError as exc:
+        fail(str(exc))
+    out.print(f"revoked API key {info.id} of {info.participant} ({info.role})")
+
+
+@app.command()
+def up(
+    home: Home = DEFAULT_HOME,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="seed a realistic plant and print keys")
+    ] = False,
+    chain_url: Annotated[
+        str | None, typer.Option(help="JSON-RPC node instead of the embedded chain")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="PostgreSQL URL instead of SQLite")
+    ] = None,
+    every: Annotated[int, typer.Option(help="checkpoint every N records")] = 256,
+    interval: Annotated[float, typer.Option(help="... or every T seconds")] = 5.0,
+    allow_private_webhooks: Annotated[
+        bool,
+        typer.Option(help="let webhooks target loopback and private addresses (development)"),
+    ] = False,
+    sequencer: Annotated[
+        bool | None,
+        typer.Option(
+            "--sequencer/--no-sequencer",
+            help="run a sequencer candidate here (default: yes, or FORGEPROOF_SEQUENCER)",
+        ),
+    ] = None,
+) -> None:
+    """Run the provenance service: API, a sequencer candidate, webhook delivery, the chain.
+
+    Several may serve one deployment (PostgreSQL and a JSON-RPC node): one sequencer
+    publishes at a time, chosen by a lease in the database."""
+    from api.config import Settings
+    from api.server import serve
+
+    if demo and not os.environ.get(PASSPHRASE_ENV):
+        os.environ[PASSPHRASE_ENV] = DEMO_PASSPHRASE
+        err.print(
+            f"[yellow]demo: signing keys are encrypted with the development passphrase "
+            f"{DEMO_PASSPHRASE!r}; set {PASSPHRASE_ENV} for anything real[/]",
+            highlight=False,
+        )
+    else:
+        ensure_passphrase(confirm=not (home / "config.json").exists())
+    given: dict[str, Any] = {
+        "chain_url": chain_url,
+        "database_url": database_url,
+        "sequencer": sequencer,
+    }
+    settings = Settings(
+        home=home,
+        checkpoint_every=every,
+        checkpoint_interval_s=interval,
+        allow_private_webhooks=allow_private_webhooks,
+        **{k: v for k, v in given.items() if v is not None},  # else the environment's
+    )
+    try:
+        serve(settings, host=host, port=port, demo=demo)
+    except LedgerError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def demo(
+    home: Home = Path("forgeproof-demo"),
+    records: Annotated[int, typer.Option(help="signed records to append")] = 300,
+) -> None:
+    """The main job for now: init, append signed records, checkpoint, write and verify a receipt."""
+    from api.demo.walkthrough import run_demo
+
+    os.environ.setdefault(PASSPHRASE_ENV, DEMO_PASSPHRASE)
+    try:
+        run_demo(home, records=records, console=out)
+    except LedgerError as exc:
+        fail(str(exc))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
