@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 from ledger.errors import NotFound
 from ml.errors import MLError
 from ml.manifest import ModelManifest, load_manifest
+from ml.shipped import MODELS
 
 if TYPE_CHECKING:  # ml.predict imports torch: loaded on the first prediction, not at start-up
     from ml.predict import Predictor
 
-REPO = Path(__file__).resolve().parent.parent
-SHIPPED = REPO / "models"
+SHIPPED = MODELS  # package data of ml (ml/shipped/models)
 
 
 class ModelRunner:

@@ -35,6 +35,7 @@ import torch  # noqa: E402
 from ml.data.neu import list_images  # noqa: E402
 from ml.inspection import DefectPredictor  # noqa: E402
 from ml.models.defect import DefectEnsemble, DefectNetConfig  # noqa: E402
+from ml.shipped import MODELS, SAMPLES  # noqa: E402
 from ml.tasks.defect import (  # noqa: E402
     TrainConfig,
     classification_metrics,
@@ -43,8 +44,8 @@ from ml.tasks.defect import (  # noqa: E402
     write_plots,
 )
 
-MODEL = REPO / "models" / "defect-neu"
-SAMPLE = REPO / "data" / "samples" / "neu"
+MODEL = MODELS / "defect-neu"
+SAMPLE = SAMPLES / "neu"
 SHARED_IMAGES = REPO.parent / "shared" / "data" / "neu-det" / "IMAGES"
 IMG_DIR = REPO / "docs" / "img"
 

@@ -28,11 +28,12 @@ sys.path.insert(0, str(REPO))
 
 from ml.data.cmapss import read_trajectories  # noqa: E402
 from ml.predict import RULPredictor  # noqa: E402
+from ml.shipped import MODELS, SAMPLES  # noqa: E402
 from ml.tasks import TrainArgs  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
-RUL_MODEL = REPO / "models" / "rul-fd001"
-SAMPLE = REPO / "data" / "samples" / "cmapss" / "test_FD001.txt"
+RUL_MODEL = MODELS / "rul-fd001"
+SAMPLE = SAMPLES / "cmapss" / "test_FD001.txt"
 
 
 def windows(predictor: RULPredictor, n: int) -> np.ndarray:

@@ -64,10 +64,26 @@ def train(
     typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
 
 
+MODEL_HELP = "model directory, or the name of a shipped model (rul-fd001, failure-ai4i, defect-neu)"
+
+
+def _model(model: Path) -> Path:
+    """A model directory as given, else the shipped model of that name.
+
+    Raises:
+        MLInputError: neither.
+    """
+    if model.is_dir() or len(model.parts) > 1:
+        return model
+    from ml.shipped import model_dir
+
+    return model_dir(str(model))
+
+
 @app.command()
 def evaluate(
     task: Task,
-    model: Annotated[Path, typer.Option(help="model directory")],
+    model: Annotated[Path, typer.Option(help=MODEL_HELP)],
     data_dir: OptPath = None,
     subset: Annotated[str | None, typer.Option()] = None,
     truth: OptPath = None,
@@ -77,6 +93,10 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Evaluate a saved model on labelled data."""
+    try:
+        model = _model(model)
+    except MLInputError as exc:
+        _fail(exc)
     args = EvalArgs(
         model=model,
         data_dir=data_dir,
@@ -100,7 +120,7 @@ def evaluate(
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Option(help="model directory")],
+    model: Annotated[Path, typer.Option(help=MODEL_HELP)],
     input: Annotated[Path, typer.Option(help="input file (or folder of images)")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="JSON lines")] = None,
     explain_dir: Annotated[
@@ -116,6 +136,7 @@ def predict(
 
     failed = 0
     try:
+        model = _model(model)
         manifest = load_manifest(model)
         args = PredictArgs(model=model, input=input, explain_dir=explain_dir)
         rows = task_module(manifest.task).predict(args)

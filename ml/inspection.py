@@ -1,6 +1,6 @@
 """Inspection verdicts from a saved defect model: the Python API the service and CLI share.
 
-    predictor = DefectPredictor.from_dir(Path("models/defect-neu"))
+    predictor = DefectPredictor.from_dir(model_dir("defect-neu"))  # ml.shipped.model_dir
     record = predictor.predict_image(Path("crazing_1.jpg"), explain_dir=Path("out/gradcam"))
 
 The model directory is read and its weights digest checked once; each call then decodes the

@@ -1,9 +1,9 @@
 """Load a shipped model once, then turn inputs into ledger-ready prediction payloads.
 
-    predictor = RULPredictor.from_dir(Path("models/rul-fd001"))
+    predictor = RULPredictor.from_dir(model_dir("rul-fd001"))  # ml.shipped.model_dir
     record = predictor.predict_window(rows)          # rows: (n_cycles, 26) raw C-MAPSS rows
 
-    predictor = FailurePredictor.from_dir(Path("models/failure-ai4i"))
+    predictor = FailurePredictor.from_dir(model_dir("failure-ai4i"))  # ml.shipped.model_dir
     record = predictor.predict_one(product_type="M", air_temperature=298.1, ...)
 
 Every shipped predictor (these two and `ml.inspection.DefectPredictor`) satisfies `Predictor`,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -20,9 +19,7 @@ from ledger.sequencer import Sequencer
 from ledger.signing import Signer
 from ledger.store.models import AssetAssignment
 from ml.errors import MLError
-
-REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO / "data" / "samples"
+from ml.shipped import SAMPLES
 
 PARTICIPANTS = [
     ("acme-steel", "ACME Steel Coils", "supplier"),

@@ -17,6 +17,7 @@ from ledger.chain.devnode import AnvilNode, find_anvil
 from ledger.deployment import save_key
 from ledger.records import Record
 from ledger.signing import Signer, sign_key_binding
+from ml.shipped import SAMPLES
 
 
 @pytest.fixture(params=["embedded", pytest.param("anvil", marks=pytest.mark.node)])
@@ -115,11 +116,11 @@ def test_inspection_prediction_is_signed_and_exported_as_epcis(tmp_path: Path) -
     try:
         runner = running.service.runner
         if not any(m.task == "defect" for m in runner.manifests.values()):
-            pytest.skip("no defect model shipped in models/")
+            pytest.skip("no defect model shipped in ml/shipped/models/")
         dep = running.service.dep
         key = create_api_key(dep.store, "operator", "operator")
         client = TestClient(running.app)
-        image = next(Path(__file__).resolve().parents[2].joinpath("data/samples/neu").glob("*.jpg"))
+        image = next((SAMPLES / "neu").glob("*.jpg"))
         r = client.post(
             "/v1/predictions/inspection",
             files={"image": (image.name, image.read_bytes())},

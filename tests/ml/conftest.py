@@ -7,11 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ml.shipped import MODELS, SAMPLES
+
 REPO = Path(__file__).resolve().parents[2]
-RUL_MODEL = REPO / "models" / "rul-fd001"
-FAILURE_MODEL = REPO / "models" / "failure-ai4i"
-CMAPSS_SAMPLE = REPO / "data" / "samples" / "cmapss" / "test_FD001.txt"
-AI4I_SAMPLE = REPO / "data" / "samples" / "ai4i" / "ai4i2020_sample.csv"
+RUL_MODEL = MODELS / "rul-fd001"
+FAILURE_MODEL = MODELS / "failure-ai4i"
+CMAPSS_SAMPLE = SAMPLES / "cmapss" / "test_FD001.txt"
+AI4I_SAMPLE = SAMPLES / "ai4i" / "ai4i2020_sample.csv"
 
 # Regime centres of the six-condition subsets (altitude kft, Mach, TRA).
 REGIMES = np.array(

@@ -15,10 +15,11 @@ from ml.data.neu import CLASSES, ImageError, label_of, list_images, sha256_bytes
 from ml.errors import ManifestError
 from ml.inspection import DefectPredictor
 from ml.manifest import MANIFEST_FILE, load_manifest
+from ml.shipped import MODELS, SAMPLES
 
 REPO = Path(__file__).resolve().parents[2]
-MODEL = REPO / "models" / "defect-neu"
-SAMPLE = REPO / "data" / "samples" / "neu"
+MODEL = MODELS / "defect-neu"
+SAMPLE = SAMPLES / "neu"
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,9 @@ from ml.predict import (
     input_digest,
     predictor_for,
 )
+from ml.shipped import MODELS
 from ml.tasks import TASKS
-from tests.ml.conftest import CMAPSS_SAMPLE, FAILURE_MODEL, REPO, RUL_MODEL
+from tests.ml.conftest import CMAPSS_SAMPLE, FAILURE_MODEL, RUL_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +193,7 @@ def test_wrong_task_and_tampered_weights_are_refused(tmp_path) -> None:
 def test_the_registry_runs_every_task_and_every_shipped_model() -> None:
     assert set(PREDICTORS) == set(TASKS)
     assert all(cls.task == task for task, cls in PREDICTORS.items())
-    shipped = sorted(p.parent for p in (REPO / "models").glob("*/manifest.json"))
+    shipped = sorted(p.parent for p in MODELS.glob("*/manifest.json"))
     assert shipped, "no models shipped in models/"
     for model_dir in shipped:
         manifest = load_manifest(model_dir)

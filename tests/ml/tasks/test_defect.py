@@ -16,6 +16,7 @@ from ml.errors import MLInputError
 from ml.inspection import DefectPredictor
 from ml.manifest import load_manifest
 from ml.models.defect import DefectEnsemble, DefectNetConfig
+from ml.shipped import MODELS, SAMPLES
 from ml.tasks import EvalArgs
 from ml.tasks.defect import (
     TrainConfig,
@@ -31,8 +32,8 @@ from ml.tasks.defect import (
 )
 
 REPO = Path(__file__).resolve().parents[3]
-MODEL = REPO / "models" / "defect-neu"
-SAMPLE = REPO / "data" / "samples" / "neu"
+MODEL = MODELS / "defect-neu"
+SAMPLE = SAMPLES / "neu"
 TINY = DefectNetConfig(input_size=48, stem_width=8, widths=(8, 16), blocks=(1, 1))
 
 
