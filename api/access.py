@@ -23,8 +23,9 @@ from sqlalchemy import Select, select
 from sqlalchemy.engine import Connection
 
 from api.auth import Caller
+from api.tables import AssetAssignment, RecordTag
 from ledger.log import StoredRecord
-from ledger.store.models import AssetAssignment, RecordRow, RecordTag
+from ledger.store.models import RecordRow
 
 # The only kind a maintenance partner receives: what a model predicted about its assets.
 MAINTAINER_KINDS = frozenset({"prediction"})

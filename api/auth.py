@@ -20,10 +20,10 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
+from api.tables import ApiKeyRow, ensure_schema
 from ledger.errors import InputError, NotFound
 from ledger.registry import ROLES, Registry, now_us
 from ledger.store import Store
-from ledger.store.models import ApiKeyRow
 
 PREFIX = "fp_"
 ID_PREFIX = "k_"
@@ -104,6 +104,7 @@ def issue_api_key(
     info = ApiKeyInfo(
         ID_PREFIX + secrets.token_hex(8), participant, role, label, now, expires_us, None
     )
+    ensure_schema(store.engine)
     with store.transaction() as conn:
         conn.execute(
             insert(ApiKeyRow).values(
@@ -124,6 +125,7 @@ def list_api_keys(store: Store, participant: str | None = None) -> list[ApiKeyIn
     q = select(ApiKeyRow).order_by(ApiKeyRow.created_us, ApiKeyRow.id)
     if participant is not None:
         q = q.where(ApiKeyRow.participant == participant)
+    ensure_schema(store.engine)
     with store.reading() as conn:
         return [_info(r) for r in conn.execute(q).all()]
 
@@ -134,6 +136,7 @@ def revoke_api_key(store: Store, key_id: str, *, participant: str | None = None)
     Raises:
         NotFound: no such key (or not that participant's: the same answer).
     """
+    ensure_schema(store.engine)
     with store.transaction() as conn:
         q = select(ApiKeyRow).where(ApiKeyRow.id == key_id)
         if participant is not None:
@@ -151,6 +154,7 @@ def revoke_api_key(store: Store, key_id: str, *, participant: str | None = None)
 
 def revoke_api_keys(store: Store, participant: str) -> int:
     """Revoke every live API key of `participant`; returns how many."""
+    ensure_schema(store.engine)
     with store.transaction() as conn:
         return conn.execute(
             update(ApiKeyRow)

@@ -27,10 +27,10 @@ from sqlalchemy import select, update
 from api.metrics import DELIVERIES
 from api.routes._common import record_public
 from api.service import Service
+from api.tables import Delivery, Subscription
 from api.webhooks import TargetRefused, vet
 from ledger.lease import Lease
 from ledger.registry import now_us
-from ledger.store.models import Delivery, Subscription
 
 log = logging.getLogger("forgeproof.delivery")
 

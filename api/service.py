@@ -16,6 +16,15 @@ from api.auth import Caller, FailureThrottle, KeyCache
 from api.config import Settings
 from api.monitor import Monitor
 from api.receipts import CachedAnchors, ReceiptCache, key_facts
+from api.tables import (
+    AlarmRow,
+    AssetAssignment,
+    Delivery,
+    ModelRow,
+    RecordTag,
+    Subscription,
+    ensure_schema,
+)
 from ledger.deployment import Deployment
 from ledger.errors import ChainUnavailable, InputError, RegistryMismatch
 from ledger.ingest import Accepted, check_record
@@ -23,14 +32,6 @@ from ledger.log import Appended
 from ledger.receipts import chain_anchor_source, chain_key_source
 from ledger.records import Record
 from ledger.registry import KeySnapshot, RegistryWriter, now_us
-from ledger.store.models import (
-    AlarmRow,
-    AssetAssignment,
-    Delivery,
-    ModelRow,
-    RecordTag,
-    Subscription,
-)
 
 if TYPE_CHECKING:
     from api.runner import ModelRunner
@@ -74,6 +75,7 @@ class Service:
     def __init__(
         self, deployment: Deployment, settings: Settings, chain: ChainClient | None = None
     ) -> None:
+        ensure_schema(deployment.store.engine)  # the service's own tables
         self.dep = deployment
         self.settings = settings
         self.chain = chain

@@ -12,12 +12,12 @@ from api.auth import create_api_key
 from api.demo.synthetic import PlantConfig, plant_document, plant_events
 from api.routes.predictions import export_inspection, sign_prediction
 from api.server import Running
+from api.tables import AssetAssignment
 from ledger.deployment import save_key
 from ledger.errors import NotFound
 from ledger.records import Record
 from ledger.sequencer import Sequencer
 from ledger.signing import Signer
-from ledger.store.models import AssetAssignment
 from ml.errors import MLError
 from ml.shipped import SAMPLES
 

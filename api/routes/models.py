@@ -13,11 +13,11 @@ from api.deps import CallerDep, Publisher, ServiceDep
 from api.errors import ApiError, forbidden
 from api.routes._common import us_to_time
 from api.schemas import RecordCreate
+from api.tables import ModelRow
 from ledger.errors import NotFound
 from ledger.ingest import check_record, parse_submission
 from ledger.records import hex0x
 from ledger.registry import now_us
-from ledger.store.models import ModelRow
 from ml.manifest import ModelManifest
 
 router = APIRouter(prefix="/v1/models", tags=["models"])

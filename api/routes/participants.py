@@ -40,11 +40,11 @@ from api.schemas import (
     RolesUpdate,
 )
 from api.service import Service
+from api.tables import AssetAssignment
 from ledger.errors import Conflict, InputError
 from ledger.records import unhex
 from ledger.registry import WRITING_ROLES, KeyInfo, Participant
 from ledger.signing import key_binding_typed_data, key_change_typed_data
-from ledger.store.models import AssetAssignment
 
 router = APIRouter(prefix="/v1/participants", tags=["participants"])
 api_keys_router = APIRouter(prefix="/v1/api-keys", tags=["participants"])

@@ -20,11 +20,12 @@ from api.schemas import (
     RecordPublic,
     RecordsPublic,
 )
+from api.tables import RecordTag
 from ledger.errors import NotFound
 from ledger.ingest import parse_submission
 from ledger.log import StoredRecord, stored_from_row
 from ledger.records import hex0x
-from ledger.store.models import RecordRow, RecordTag
+from ledger.store.models import RecordRow
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
 # Kinds that other routes index as they log them: submitted here they would be logged unindexed.

@@ -15,9 +15,9 @@ from api.errors import ApiError, forbidden
 from api.routes import records
 from api.routes._common import us_to_time
 from api.schemas import RecordsPublic
+from api.tables import Delivery, Subscription
 from api.webhooks import TargetRefused, vet
 from ledger.registry import now_us
-from ledger.store.models import Delivery, Subscription
 
 router = APIRouter(tags=["delivery"])
 

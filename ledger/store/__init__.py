@@ -56,7 +56,7 @@ def alembic_config(connection: Connection) -> Config:
 SCHEMA_LOCK = int.from_bytes(b"fp-schema", "big") & (2**63 - 1)
 
 
-def _take_turns(conn: Connection) -> None:
+def take_turns(conn: Connection) -> None:
     """Processes opening one database at the same moment take turns: the first migrates and
     seeds it, the others then find it done. (SQLite: the first write takes the database.)"""
     if conn.dialect.name == "postgresql":
@@ -66,7 +66,7 @@ def _take_turns(conn: Connection) -> None:
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Upgrade the schema to `revision` (idempotent, safe to run from several processes)."""
     with engine.begin() as conn:
-        _take_turns(conn)
+        take_turns(conn)
         command.upgrade(alembic_config(conn), revision)
 
 
@@ -88,7 +88,7 @@ class Store:
             if migrate_schema:
                 migrate(engine)
             with suppress(IntegrityError), engine.begin() as conn:  # seeded by another process
-                _take_turns(conn)
+                take_turns(conn)
                 if conn.execute(select(LogState.size).where(LogState.id == 1)).first() is None:
                     conn.execute(insert(LogState).values(id=1, size=0))
         except OperationalError as exc:

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from api.delivery import DeliveryWorker
+from api.tables import Delivery, Subscription
 from ledger.records import MAX_PAYLOAD_DEPTH
-from ledger.store.models import Delivery, RecordRow, Subscription
+from ledger.store.models import RecordRow
 from tests.api.conftest import Hook, Plant
 
 

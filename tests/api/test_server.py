@@ -183,8 +183,9 @@ def test_servers_starting_together_register_each_model_once(
 
     from sqlalchemy import func, select
 
+    from api.tables import ModelRow
     from ledger.deployment import Deployment
-    from ledger.store.models import ModelRow, RecordRow
+    from ledger.store.models import RecordRow
     from tests.conftest import postgres_schema
 
     with postgres_schema(postgres_url) as url, AnvilNode.start() as node:

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from api.config import Settings
 from api.main import create_app
 from api.service import Service
+from api.tables import Delivery
 from ledger.ingest import append_lines, submission_json
 from ledger.log import Log
 from ledger.receipts import build_receipt
@@ -27,7 +28,7 @@ from ledger.records import Record
 from ledger.registry import Registry
 from ledger.sequencer import Sequencer
 from ledger.signing import Signer, sign_key_binding, sign_key_change
-from ledger.store.models import Delivery, RegistryEventRow
+from ledger.store.models import RegistryEventRow
 from tests.api.conftest import Plant
 from tests.ledger.testonly.registry import forge_key
 
@@ -534,8 +535,9 @@ def test_may_read_and_its_sql_agree(plant: Plant, role: str) -> None:
     every record for every role."""
     from api.access import RecordFacts, assigned_assets, may_read, visible
     from api.auth import Caller
+    from api.tables import RecordTag
     from ledger.log import stored_from_row
-    from ledger.store.models import RecordRow, RecordTag
+    from ledger.store.models import RecordRow
 
     op = plant.as_("operator")
     plant.client.post(

@@ -12,8 +12,6 @@ Create Date: 2026-12-05
 
 from __future__ import annotations
 
-import hashlib
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -43,27 +41,10 @@ def upgrade() -> None:
     with op.batch_alter_table("keys", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_keys_participant"))
     op.drop_table("keys")
-
-    with op.batch_alter_table("api_keys", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("id", sa.String(length=32), nullable=True))
-        batch_op.add_column(sa.Column("expires_us", sa.BigInteger(), nullable=True))
-    conn = op.get_bind()
-    table = sa.table("api_keys", sa.column("key_hash", sa.LargeBinary), sa.column("id", sa.String))
-    for (key_hash,) in conn.execute(sa.select(table.c.key_hash)).all():
-        # Existing keys get an id derived from their hash's hash: stable, and no help in
-        # guessing the key.
-        key_id = "k_" + hashlib.sha256(bytes(key_hash)).hexdigest()[:16]
-        conn.execute(table.update().where(table.c.key_hash == key_hash).values(id=key_id))
-    with op.batch_alter_table("api_keys", schema=None) as batch_op:
-        batch_op.alter_column("id", existing_type=sa.String(length=32), nullable=False)
-        batch_op.create_unique_constraint(batch_op.f("uq_api_keys_id"), ["id"])
+    # (API key ids and expiry: the service's tables moved to api/migrations, s0001.)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("api_keys", schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f("uq_api_keys_id"), type_="unique")
-        batch_op.drop_column("expires_us")
-        batch_op.drop_column("id")
     op.create_table(
         "keys",
         sa.Column("address", sa.String(length=42), nullable=False),

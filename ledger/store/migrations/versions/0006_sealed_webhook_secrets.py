@@ -7,8 +7,6 @@ Create Date: 2026-12-05
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from alembic import op
 
 revision = "0006"
 down_revision = "0005"
@@ -17,14 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
-        batch_op.alter_column(
-            "secret", existing_type=sa.String(length=128), type_=sa.String(length=512)
-        )
+    pass  # the service's tables moved to api's own migrations (api/migrations, s0001)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
-        batch_op.alter_column(
-            "secret", existing_type=sa.String(length=512), type_=sa.String(length=128)
-        )
+    pass

@@ -1,4 +1,5 @@
-"""leases (one sequencer, one webhook deliverer at a time) and alarms (once per episode)
+"""leases: one sequencer, one webhook deliverer at a time (the alarms table is the service's:
+api/migrations, s0001)
 
 Revision ID: 0007
 Revises: 0006
@@ -34,15 +35,7 @@ def upgrade() -> None:
             for name in ("sequencer", "delivery")
         ],
     )
-    op.create_table(
-        "alarms",
-        sa.Column("name", sa.String(length=64), nullable=False),
-        sa.Column("raised_by", sa.BigInteger(), nullable=True),
-        sa.Column("changed_us", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("name", name=op.f("pk_alarms")),
-    )
 
 
 def downgrade() -> None:
-    op.drop_table("alarms")
     op.drop_table("leases")
