@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from api.tables import ApiKeyRow, ensure_schema
+from ledger.cache import Cache
 from ledger.errors import InputError, NotFound
 from ledger.registry import ROLES, Registry, now_us
 from ledger.store import Store
@@ -222,16 +223,13 @@ class KeyCache:
         self.store = store
         self.roles_of = roles_of or (lambda p: Registry(store).participant(p).roles)
         self.ttl_s = ttl_s
-        self._cache: dict[bytes, tuple[float, Caller | None, int | None]] = {}
-        self._lock = threading.Lock()
+        self._cache: Cache[bytes, tuple[Caller | None, int | None]] = Cache(10_000, ttl_s)
 
     def lookup(self, token: str) -> Caller | None:
         h = hash_key(token)
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(h)
-        if hit and now - hit[0] < self.ttl_s:
-            caller, expires = hit[1], hit[2]
+        hit = self._cache.get(h)
+        if hit is not None:
+            caller, expires = hit
         else:
             with self.store.reading() as conn:
                 row = conn.execute(
@@ -241,10 +239,7 @@ class KeyCache:
                 ).first()
             caller = Caller(row.participant, row.role) if row else None
             expires = row.expires_us if row else None
-            with self._lock:
-                if len(self._cache) > 10_000:
-                    self._cache.clear()
-                self._cache[h] = (now, caller, expires)
+            self._cache.put(h, (caller, expires))
         if caller is None or (expires is not None and now_us() >= expires):
             return None
         try:
@@ -255,8 +250,7 @@ class KeyCache:
         return caller
 
     def forget(self) -> None:
-        with self._lock:
-            self._cache.clear()
+        self._cache.clear()
 
 
 __all__ = [

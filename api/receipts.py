@@ -22,8 +22,6 @@ import hashlib
 import json
 import re
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -35,6 +33,7 @@ from sqlalchemy import Engine, Select, bindparam, select
 from api.access import may_see
 from api.auth import KeyCache
 from api.metrics import RECEIPTS
+from ledger.cache import Cache
 from ledger.errors import LedgerError, NotFound
 from ledger.log import Log, StoredRecord
 from ledger.receipts import AnchorSource, ParsedReceipt, build_receipt, parse_receipt
@@ -100,33 +99,14 @@ class ReceiptCache:
     """A thread-safe LRU of encoded receipts, at most `max_entries` of them."""
 
     def __init__(self, max_entries: int = 4096) -> None:
-        if max_entries < 1:
-            raise ValueError(f"max_entries must be at least 1, got {max_entries}")
+        self._items: Cache[Key, Encoded] = Cache(max_entries)
         self.max_entries = max_entries
-        self._items: OrderedDict[Key, Encoded] = OrderedDict()
-        self._lock = threading.Lock()
+        self.get = self._items.get
+        self.put = self._items.put
+        self.clear = self._items.clear
 
     def __len__(self) -> int:
         return len(self._items)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-    def get(self, key: Key) -> Encoded | None:
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-            return found
-
-    def put(self, key: Key, value: Encoded) -> Encoded:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_entries:
-                self._items.popitem(last=False)
-        return value
 
     def receipt(self, log: Log, domain: Domain, stored: StoredRecord) -> Encoded | None:
         """The encoded receipt of `stored` against its covering checkpoint; None while pending.
@@ -373,14 +353,12 @@ class CachedAnchors:
         self._key = facts
         self.ttl_s = ttl_s
         self.max_entries = max_entries
-        self._confirmed: OrderedDict[tuple[Any, ...], tuple[float, str]] = OrderedDict()
+        self._confirmed: Cache[tuple[Any, ...], str] = Cache(max_entries, ttl_s)
         self._gates: dict[tuple[Any, ...], threading.Lock] = {}
         self._lock = threading.Lock()
 
     def _remembered(self, key: tuple[Any, ...]) -> str | None:
-        with self._lock:
-            hit = self._confirmed.get(key)
-        return hit[1] if hit is not None and time.monotonic() - hit[0] < self.ttl_s else None
+        return self._confirmed.get(key)
 
     def knows(self, data: Any) -> bool:
         """True when checking receipt `data` asks nothing of the chain (or it is malformed)."""
@@ -392,8 +370,7 @@ class CachedAnchors:
 
     def forget(self) -> None:
         """Drop what was confirmed (this process's sequencer found anchors gone)."""
-        with self._lock:
-            self._confirmed.clear()
+        self._confirmed.clear()
 
     def __call__(self, r: ParsedReceipt) -> str:
         key = self._key(r)
@@ -407,13 +384,7 @@ class CachedAnchors:
         with gate:
             detail = self._remembered(key)
             if detail is None:
-                now = time.monotonic()
-                detail = self.source(r)
-                with self._lock:
-                    self._confirmed[key] = (now, detail)
-                    self._confirmed.move_to_end(key)
-                    while len(self._confirmed) > self.max_entries:
-                        self._confirmed.popitem(last=False)
+                detail = self._confirmed.put(key, self.source(r))
         with self._lock:
             self._gates.pop(key, None)
         return detail

@@ -25,6 +25,7 @@ from api.tables import (
     Subscription,
     ensure_schema,
 )
+from ledger.cache import Cache
 from ledger.deployment import Deployment
 from ledger.errors import ChainUnavailable, InputError, RegistryMismatch
 from ledger.ingest import Accepted, check_record
@@ -83,8 +84,7 @@ class Service:
         self.auth_failures = FailureThrottle()
         self.receipts = ReceiptCache(settings.receipt_cache_entries)
         self.registry_error: RegistryMismatch | None = None
-        self._keys: tuple[float, KeySnapshot] | None = None
-        self._keys_lock = threading.Lock()
+        self._keys: Cache[None, KeySnapshot] = Cache(1, 1.0)
         self._models: set[str] = set()  # registered manifest digests seen (never unregistered)
         self.append_lock = threading.Lock()  # one appender per process; the DB orders processes
         self._queue: list[_Job] = []  # appends waiting for the lock (see `append`)
@@ -106,12 +106,9 @@ class Service:
 
     def _snapshot(self) -> KeySnapshot:
         """The registry as of the last sync (or the mirror's rows without a chain), kept 1 s."""
-        with self._keys_lock:
-            if self._keys and time.monotonic() - self._keys[0] < 1.0:
-                return self._keys[1]
-        snap = self.dep.registry.snapshot()
-        with self._keys_lock:
-            self._keys = (time.monotonic(), snap)
+        snap = self._keys.get(None)
+        if snap is None:
+            snap = self._keys.put(None, self.dep.registry.snapshot())
         return snap
 
     def key_snapshot(self) -> KeySnapshot:
@@ -160,8 +157,7 @@ class Service:
         return self.dep.writer(self.chain)
 
     def registry_changed(self) -> None:
-        with self._keys_lock:
-            self._keys = None
+        self._keys.clear()
         self.api_keys.forget()
 
     # --- appending ----------------------------------------------------------------------
