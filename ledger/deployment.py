@@ -7,7 +7,8 @@ HOME/keys/*.json     signing keys of locally held participants, Ethereum keystor
                      (scrypt; the passphrase from FORGEPROOF_KEY_PASSPHRASE)
 HOME/secret          32 random bytes: the key that seals secrets kept in the database
 
-HOME is mode 0700 and every file in it 0600.
+HOME is mode 0700 and every file in it 0600. What the environment overrides is read through
+`ledger.settings.LedgerSettings` when it is needed, never at import.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ledger.keystore import (
 )
 from ledger.log import Log
 from ledger.registry import Registry, RegistryWriter
+from ledger.settings import LedgerSettings
 from ledger.signing import Domain, Signer
 from ledger.store import Store, sqlite_url
 
@@ -114,7 +116,7 @@ class Deployment:
                 f"{home} holds a chain or keys but no {CONFIG}: an earlier init did not finish; "
                 "move it aside or choose another --home"
             )
-        passphrase = passphrase or os.environ.get(PASSPHRASE_ENV)
+        passphrase = passphrase or LedgerSettings.read().passphrase
         if not passphrase:
             raise InputError(f"set {PASSPHRASE_ENV}: it encrypts the deployment's signing keys")
         database_url = database_url or sqlite_url(home / "ledger.db")
@@ -152,17 +154,25 @@ class Deployment:
         return cls._build(home, config, store, registry, passphrase)
 
     @classmethod
-    def open(cls, home: Path, *, passphrase: str | None = None) -> Deployment:
+    def open(
+        cls, home: Path, *, passphrase: str | None = None, database_url: str | None = None
+    ) -> Deployment:
         """Open an existing deployment.
+
+        Args:
+            home: the deployment's folder.
+            passphrase: opens the key files (default: FORGEPROOF_KEY_PASSPHRASE).
+            database_url: the database (default: FORGEPROOF_DATABASE_URL, else the config's).
 
         Raises:
             NotFound: no deployment at `home`.
+            ContractMismatch: the database serves another deployment.
         """
         path = home / CONFIG
         if not path.is_file():
             raise NotFound(f"no deployment at {home} (run `forgeproof init` first)")
         config = json.loads(path.read_text())
-        url = os.environ.get("FORGEPROOF_DATABASE_URL") or config["database_url"]
+        url = database_url or LedgerSettings.read().database_url or config["database_url"]
         store = Store.open(url)
         try:
             _check_claim(store, Domain.from_json(config["domain"]).verifying_contract)
@@ -187,7 +197,7 @@ class Deployment:
             log=Log(store),
             registry=registry,
             domain=Domain.from_json(config["domain"]),
-            passphrase=passphrase or os.environ.get(PASSPHRASE_ENV),
+            passphrase=passphrase or LedgerSettings.read().passphrase,
         )
 
     @property
@@ -247,7 +257,7 @@ class Deployment:
     @property
     def chain_url(self) -> str | None:
         """The JSON-RPC node (FORGEPROOF_CHAIN_URL, else the config's), or None: embedded."""
-        return os.environ.get("FORGEPROOF_CHAIN_URL") or self.config.get("chain_url")
+        return LedgerSettings.read().chain_url or self.config.get("chain_url")
 
     def lazy_chain(self, **options: Any) -> LazyChain:
         """The deployment's chain, connected on first use and until then raising
@@ -377,7 +387,7 @@ def _attach(
     """The deployment's contract (the one its domain names) at `url`, or the embedded chain
     under HOME/chain, acting as `operator`. Never deploys."""
     from ledger.chain import ChainClient
-    from ledger.chain.client import Deployment as ChainDeployment
+    from ledger.chain import Deployment as ChainDeployment
 
     if not url:
         return ChainClient.embedded(home / "chain", private_key=operator.private_key, **options)
@@ -410,32 +420,18 @@ def _deploy(home: Path, url: str | None, operator: Signer, **options: Any) -> Ch
 
 def _fund_on_dev_node(url: str, address: str) -> None:
     """On a development node (anvil), give the operator gas money; elsewhere fund it yourself."""
-    import requests
+    from web3 import Web3
+    from web3.exceptions import Web3Exception
 
-    try:
-        balance = requests.post(
-            url,
-            json={
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "eth_getBalance",
-                "params": [address, "latest"],
-            },
-            timeout=10,
-        ).json()["result"]
-        if int(balance, 16) == 0:
-            requests.post(
-                url,
-                json={
-                    "jsonrpc": "2.0",
-                    "id": 2,
-                    "method": "anvil_setBalance",
-                    "params": [address, hex(10**21)],
-                },
-                timeout=10,
-            )
-    except (requests.RequestException, ValueError, KeyError):
-        pass  # not fatal here: the deployment transaction will say what is wrong
+    from ledger.chain.devnode import fund_dev_account
+
+    w3 = Web3(
+        Web3.HTTPProvider(url, request_kwargs={"timeout": 10}, exception_retry_configuration=None)
+    )
+    # Not fatal here: the deployment transaction will say what is wrong (requests' errors,
+    # which web3 lets through, are OSErrors).
+    with suppress(OSError, Web3Exception, ValueError):
+        fund_dev_account(w3, address)
 
 
 def key_path(home: Path, participant: str, address: str) -> Path:
@@ -451,7 +447,7 @@ def save_key(
         InputError: no passphrase (`passphrase`, or FORGEPROOF_KEY_PASSPHRASE).
     """
     path = key_path(home, participant, signer.address)
-    passphrase = passphrase or os.environ.get(PASSPHRASE_ENV)
+    passphrase = passphrase or LedgerSettings.read().passphrase
     if not passphrase:
         raise InputError(f"set {PASSPHRASE_ENV}: it encrypts the signing keys held here")
     write_private(path, encrypt_key(signer, passphrase))

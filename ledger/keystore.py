@@ -3,7 +3,9 @@
 A signing key is written as the JSON keystore any Ethereum tool reads (geth, MetaMask import,
 `eth_account.Account.decrypt`): scrypt over a passphrase, AES-128-CTR, a MAC. The passphrase
 comes from `FORGEPROOF_KEY_PASSPHRASE` (or, on a terminal, a prompt); nothing on disk opens a
-key without it. Files are mode 0600 in 0700 folders.
+key without it. scrypt's cost is `FORGEPROOF_KEYSTORE_SCRYPT_N` (default eth-account's 2**18,
+~1 s and 256 MiB per key operation; tests and development lower it, real keys keep it).
+Files are mode 0600 in 0700 folders.
 
 The deployment secret (HOME/secret, 32 random bytes, 0600) derives the keys that encrypt other
 secrets the database keeps (webhook HMAC secrets, see `SecretBox`): a reader of the database
@@ -24,24 +26,13 @@ from cryptography.fernet import Fernet, InvalidToken
 from eth_account import Account
 
 from ledger.errors import InputError
+from ledger.settings import LedgerSettings
 from ledger.signing import Signer
 
+# The variables (read by `ledger.settings`), named in messages that ask for them.
 PASSPHRASE_ENV = "FORGEPROOF_KEY_PASSPHRASE"
-# scrypt's N: eth-account's (and geth's) standard 2**18 takes ~1 s and 256 MiB per key
-# operation. Tests and development lower it through the environment; real keys keep it.
 SCRYPT_N_ENV = "FORGEPROOF_KEYSTORE_SCRYPT_N"
-DEFAULT_SCRYPT_N = 2**18
 SECRET_FILE = "secret"
-
-
-def scrypt_n() -> int:
-    text = os.environ.get(SCRYPT_N_ENV)
-    if text is None:
-        return DEFAULT_SCRYPT_N
-    n = int(text)
-    if n < 2 or n & (n - 1):
-        raise InputError(f"{SCRYPT_N_ENV} must be a power of two, got {text}")
-    return n
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -54,11 +45,24 @@ def write_private(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def encrypt_key(signer: Signer, passphrase: str) -> bytes:
-    """The key as an Ethereum keystore v3 JSON document."""
+def encrypt_key(signer: Signer, passphrase: str, *, scrypt_n: int | None = None) -> bytes:
+    """The key as an Ethereum keystore v3 JSON document.
+
+    Args:
+        signer: the key.
+        passphrase: what opens the document again.
+        scrypt_n: scrypt's cost, a power of two (default: FORGEPROOF_KEYSTORE_SCRYPT_N, else
+            eth-account's standard 2**18).
+
+    Raises:
+        InputError: an empty passphrase, or a cost that is no power of two.
+    """
     if not passphrase:
         raise InputError(f"an empty passphrase protects nothing: set {PASSPHRASE_ENV}")
-    keystore = Account.encrypt(signer.private_key, passphrase, kdf="scrypt", iterations=scrypt_n())
+    n = LedgerSettings.read().keystore_scrypt_n if scrypt_n is None else scrypt_n
+    if n < 2 or n & (n - 1):
+        raise InputError(f"scrypt's cost must be a power of two, got {n}")
+    keystore = Account.encrypt(signer.private_key, passphrase, kdf="scrypt", iterations=n)
     return json.dumps(keystore, indent=2).encode() + b"\n"
 
 

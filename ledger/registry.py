@@ -37,6 +37,7 @@ from ledger.errors import (
     StorageError,
     TransactionReverted,
 )
+from ledger.retry import Backoff, call_with_retry
 from ledger.signing import Domain, Signer, sign_key_binding, sign_key_change
 from ledger.store import Store
 from ledger.store.models import ParticipantRow, RegistryEventRow
@@ -345,14 +346,12 @@ class Registry:
                 for block in new_blocks:
                     fetched += _resolve(chain.registry_events(block, block), fetched)
                 blocks = blocks + new_blocks
-            for attempt in (1, 2):
-                try:
-                    self._write(fetched, blocks[-1] if blocks else -1, chain, repair=repair)
-                    break
-                except Conflict:
-                    # Another process wrote the same events meanwhile: compare again.
-                    if attempt == 2:
-                        raise
+            # Another process may write the same events meanwhile: then compare again, once.
+            call_with_retry(
+                lambda: self._write(fetched, blocks[-1] if blocks else -1, chain, repair=repair),
+                backoff=Backoff(initial=0.0, attempts=2),
+                transient=lambda exc: isinstance(exc, Conflict),
+            )
             if blocks != self._blocks or self._state is None:
                 self._state = fold(fetched)
             self._blocks, self._chain_events = blocks, fetched

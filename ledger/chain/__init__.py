@@ -4,7 +4,8 @@
     chain = ChainClient.embedded("var/chain")  # or .from_url(url, private_key=...)
     anchor = chain.publish_checkpoint(size, root, proof)
 
-See docs/contract.md for the contract and how to check receipts against it with ordinary tools.
+See docs/contract.md for the contract and how to check receipts against it with ordinary tools,
+and `ledger.chain.client` for how the client is put together.
 """
 
 from ledger.chain.artifact import Artifact, load_artifact
@@ -23,6 +24,7 @@ from ledger.chain.client import (
     RetryPolicy,
     Tx,
     bits_to_roles,
+    contract_address,
     roles_to_bits,
 )
 
@@ -42,6 +44,7 @@ __all__ = [
     "RetryPolicy",
     "Tx",
     "bits_to_roles",
+    "contract_address",
     "load_artifact",
     "roles_to_bits",
 ]

@@ -169,6 +169,14 @@ def _chain_all(exc: BaseException) -> Iterator[BaseException]:
         e = e.__cause__ or e.__context__
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Worth another attempt: the node did not answer, or answered "later" (never a revert,
+    nor an error we raised ourselves)."""
+    if isinstance(exc, LedgerError) or is_revert(exc):
+        return False
+    return isinstance(exc, TRANSIENT) or http_transient(exc)
+
+
 def http_transient(exc: BaseException) -> bool:
     """HTTP 429 and 5xx are worth retrying; other HTTP errors are not."""
     if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:

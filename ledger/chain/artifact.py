@@ -1,6 +1,8 @@
-"""The committed contract artifacts (contracts/build/*.json): ABI and bytecode, no compiler.
+"""The committed contract artifacts (ledger/chain/build/*.json, package data compiled from
+contracts/*.sol): ABI and bytecode, no compiler.
 
-`python -m ledger.chain.compile` writes them; everything at runtime reads them from here.
+`python -m ledger.chain.compile` writes them; everything at runtime reads them from here,
+through importlib.resources, so an installed wheel has them as much as a checkout does.
 """
 
 from __future__ import annotations
@@ -8,12 +10,13 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from ledger.errors import ChainError
 
-BUILD_DIR = Path(__file__).resolve().parents[2] / "contracts" / "build"
+BUILD_DIR = Path(str(files("ledger.chain") / "build"))
 
 
 @dataclass(frozen=True)

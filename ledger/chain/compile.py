@@ -1,10 +1,10 @@
-"""Compile contracts/*.sol into the committed JSON artifacts under contracts/build/.
+"""Compile contracts/*.sol into the committed JSON artifacts under ledger/chain/build/.
 
 Development-time only: runtime code loads the artifacts (`ledger.chain.artifact`) and never
 needs a compiler. The compiler is solc-js from npm (package.json pins it), driven through
 py-solc-x's standard-JSON interface:
 
-    python -m ledger.chain.compile           # rewrite contracts/build/*.json
+    python -m ledger.chain.compile           # rewrite ledger/chain/build/*.json
     python -m ledger.chain.compile --check   # exit 1 if a committed artifact is stale
 
 Everything that changes the bytecode is pinned here (compiler version, optimizer, EVM version)
@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from ledger.errors import CompileError
+from ledger.retry import Backoff, call_with_retry
+from ledger.settings import LedgerSettings
 
 SOLC_VERSION = "0.8.30"
 # Both chains we run on execute Cancun bytecode: eth-tester's py-evm backend runs the Prague
@@ -34,7 +35,7 @@ CONTRACTS = ("ProvenanceLedger", "RecordAnchor")
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACTS_DIR = REPO / "contracts"
-BUILD_DIR = CONTRACTS_DIR / "build"
+BUILD_DIR = Path(__file__).resolve().parent / "build"  # package data: see artifact.py
 
 
 def settings() -> dict[str, Any]:
@@ -62,10 +63,12 @@ def source_digest(source: bytes) -> str:
     return "0x" + hashlib.sha256(source).hexdigest()
 
 
-def find_solcjs() -> Path | None:
-    """solc-js: $FORGEPROOF_SOLCJS, else node_modules/.bin/solcjs; None when absent."""
-    configured = os.environ.get("FORGEPROOF_SOLCJS")
-    candidate = Path(configured) if configured else REPO / "node_modules" / ".bin" / "solcjs"
+def find_solcjs(configured: Path | None = None) -> Path | None:
+    """solc-js: `configured` (default $FORGEPROOF_SOLCJS), else node_modules/.bin/solcjs;
+    None when absent."""
+    if configured is None:
+        configured = LedgerSettings.read().solcjs
+    candidate = configured or REPO / "node_modules" / ".bin" / "solcjs"
     return candidate if candidate.exists() else None
 
 
@@ -135,8 +138,12 @@ def _run_solcjs(binary: Path, sources: dict[str, bytes], selection: str) -> dict
         "settings": {**settings(), "outputSelection": {"*": {"*": [selection]}}},
     }
     try:
-        output: dict[str, Any] = solcx.compile_standard(
-            standard_input, solc_binary=binary, base_path=str(REPO)
+        # solc-js reads its standard input with readFileSync, which now and then fails with
+        # EAGAIN when node finds the pipe empty (a non-blocking read): that run is tried again.
+        output: dict[str, Any] = call_with_retry(
+            lambda: solcx.compile_standard(standard_input, solc_binary=binary, base_path=str(REPO)),
+            backoff=Backoff(initial=0.2, attempts=4),
+            transient=lambda exc: "EAGAIN" in str(exc),
         )
     except Exception as exc:  # SolcError carries the compiler's own message
         raise CompileError(f"solc-js failed: {exc}") from exc

@@ -15,26 +15,44 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
-import requests
+from eth_utils import to_checksum_address
+from web3 import Web3
+from web3.types import RPCEndpoint
 
 from ledger.errors import ChainUnavailable
+from ledger.retry import Backoff, NotYet, call_with_retry, is_not_yet
+from ledger.settings import LedgerSettings
 
 REPO = Path(__file__).resolve().parents[2]
 HARDFORK = "prague"
+STARTUP_POLL_S = 0.05  # how often a starting node is asked whether it answers
 
 
-def find_anvil() -> str | None:
-    """$FORGEPROOF_ANVIL, else node_modules/.bin/anvil, else `anvil` on PATH; None if absent."""
-    configured = os.environ.get("FORGEPROOF_ANVIL")
+def find_anvil(configured: str | None = None) -> str | None:
+    """The anvil binary: `configured` (default $FORGEPROOF_ANVIL, a path or a name on PATH),
+    else node_modules/.bin/anvil, else `anvil` on PATH; None if absent."""
+    if configured is None:
+        configured = LedgerSettings.read().anvil
     candidate = configured or str(REPO / "node_modules" / ".bin" / "anvil")
     if Path(candidate).exists():
         return candidate
     return shutil.which(configured or "anvil")
+
+
+def fund_dev_account(w3: Web3, address: str, wei: int = 10**21) -> None:
+    """On a development node (anvil), give `address` `wei` of gas money if it has none; any
+    other node ignores the request (fund the account yourself there).
+
+    Raises:
+        what web3 raises when the node cannot be reached.
+    """
+    who = to_checksum_address(address)
+    if w3.eth.get_balance(who) == 0:
+        # A node without anvil's methods answers with an error object, which we ignore.
+        w3.provider.make_request(RPCEndpoint("anvil_setBalance"), [who, hex(wei)])
 
 
 def free_port() -> int:
@@ -50,6 +68,11 @@ class AnvilNode:
         self.proc = proc
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        self._probe = Web3(
+            Web3.HTTPProvider(
+                self.url, request_kwargs={"timeout": 1}, exception_retry_configuration=None
+            )
+        )
 
     @classmethod
     def start(
@@ -60,6 +83,12 @@ class AnvilNode:
         startup_timeout: float = 30.0,
     ) -> AnvilNode:
         """Start anvil and wait until it answers.
+
+        Args:
+            extra_args: more anvil arguments (`--state FILE`, say).
+            binary: the anvil binary (default: `find_anvil()`).
+            port: the port to listen on (default: a free one).
+            startup_timeout: seconds to wait for its first answer.
 
         Raises:
             ChainUnavailable: no anvil binary, or it exited or stayed silent.
@@ -78,24 +107,34 @@ class AnvilNode:
             start_new_session=True,
         )
         node = cls(proc, port)
-        deadline = time.monotonic() + startup_timeout
-        while not node.answers():
+
+        def answering() -> None:
             if proc.poll() is not None:
                 err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                node.stop()
                 raise ChainUnavailable(f"anvil exited with code {proc.returncode}: {err}")
-            if time.monotonic() > deadline:
-                node.stop()
-                raise ChainUnavailable(f"anvil did not answer on {node.url}")
-            time.sleep(0.05)
+            if not node.answers():
+                raise NotYet
+
+        try:
+            call_with_retry(
+                answering,
+                backoff=Backoff(
+                    initial=STARTUP_POLL_S,
+                    cap=STARTUP_POLL_S,
+                    attempts=None,
+                    deadline=startup_timeout,
+                ),
+                transient=is_not_yet,
+                give_up=lambda _, __: ChainUnavailable(f"anvil did not answer on {node.url}"),
+            )
+        except BaseException:
+            node.stop()
+            raise
         return node
 
     def answers(self) -> bool:
-        body: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
-        try:
-            return requests.post(self.url, json=body, timeout=1).ok
-        except requests.RequestException:
-            return False
+        """Whether the node answers JSON-RPC now (one request, 1 s at most)."""
+        return self._probe.is_connected()
 
     def send(self, signum: int) -> None:
         """Send `signum` to the node (and the npm launcher it runs under)."""

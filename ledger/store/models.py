@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
-    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from ledger.chain import DEPLOYMENT_FILE, ChainClient
+from ledger.chain import DEPLOYMENT_FILE, ChainClient, contract_address
 from ledger.errors import ChainUnavailable
 from tests.ledger.chain.testonly import register
 from tests.ledger.testonly.trees import MemoryTree
@@ -164,15 +164,11 @@ def test_killed_at_random_moments_loses_nothing_it_confirmed(chain_dir: Path) ->
 def test_a_fresh_operator_key_deploys_at_its_first_create_address(chain_dir: Path) -> None:
     """The key is funded from the test accounts without spending its own nonce, so the
     contract lands at CREATE(operator, 0): an EIP-712 domain can name it before deployment."""
-    from eth._utils.address import generate_contract_address
-    from eth_typing import Address
-
     key = Account.create()
     with ChainClient.embedded(
         chain_dir, private_key=key.key, operator_id="op", operator_name="Op"
     ) as client:
-        predicted = generate_contract_address(Address(bytes.fromhex(key.address[2:])), 0)
-        assert client.address == "0x" + predicted.hex()
+        assert client.address == contract_address(key.address, 0)
         assert client.participant("op").keys == (key.address.lower(),)
         assert client.is_operator()
     with ChainClient.embedded(chain_dir, private_key=key.key) as again:

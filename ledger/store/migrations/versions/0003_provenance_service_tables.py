@@ -7,7 +7,6 @@ Create Date: 2026-11-23
 
 from __future__ import annotations
 
-
 revision = "0003"
 down_revision = "0002"
 branch_labels = None

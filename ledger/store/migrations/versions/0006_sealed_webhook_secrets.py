@@ -7,7 +7,6 @@ Create Date: 2026-12-05
 
 from __future__ import annotations
 
-
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
