@@ -37,10 +37,12 @@ format: install
 	$(VENV)/bin/ruff check --fix ledger ml api tests bench
 
 # Everything: services, lint, type check and the whole suite, slow and service tests included,
-# then the fault drill (docs/operations.md): processes killed, PostgreSQL and the node stopped.
+# then the fault drill (docs/operations.md): processes killed, PostgreSQL and the node stopped,
+# then the wheel, installed outside the checkout and run (scripts/wheel_check.sh).
 test: install services lint
 	. ./var/services.env && $(PY) -m pytest -n 2 --dist loadgroup
 	. ./var/services.env && $(PY) bench/drill.py
+	bash scripts/wheel_check.sh
 
 # The quick inner loop: no services, no slow tests.
 test-fast: install
