@@ -17,12 +17,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shlex
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ledger.errors import CompileError
-from ledger.retry import Backoff, call_with_retry
 from ledger.settings import LedgerSettings
 
 SOLC_VERSION = "0.8.30"
@@ -124,6 +127,28 @@ def compile_all(
     return artifacts
 
 
+@contextmanager
+def _stdin_from_file(binary: Path) -> Iterator[Path]:
+    """`binary`, behind a wrapper that hands it its standard input as a file.
+
+    solc-js reads standard input with readFileSync on fd 0, which node has made non-blocking:
+    when the input is not in the pipe yet, the read fails with EAGAIN (it did under a loaded
+    CI run). py-solc-x writes the input to a pipe; the wrapper reads the pipe to the end first.
+    """
+    with tempfile.TemporaryDirectory(prefix="forgeproof-solcjs-") as tmp:
+        wrapper = Path(tmp) / "solcjs"
+        real, kept = shlex.quote(str(binary)), shlex.quote(f"{tmp}/input.json")
+        wrapper.write_text(
+            "#!/bin/sh\n"  # only a --standard-json run reads its input (not --version)
+            'case " $* " in *" --standard-json "*)\n'
+            f'  cat > {kept}; exec {real} "$@" < {kept};;\n'
+            "esac\n"
+            f'exec {real} "$@"\n'
+        )
+        wrapper.chmod(0o755)
+        yield wrapper
+
+
 def _run_solcjs(binary: Path, sources: dict[str, bytes], selection: str) -> dict[str, Any]:
     """One standard-JSON compiler run asking for one output of every contract.
 
@@ -138,13 +163,10 @@ def _run_solcjs(binary: Path, sources: dict[str, bytes], selection: str) -> dict
         "settings": {**settings(), "outputSelection": {"*": {"*": [selection]}}},
     }
     try:
-        # solc-js reads its standard input with readFileSync, which now and then fails with
-        # EAGAIN when node finds the pipe empty (a non-blocking read): that run is tried again.
-        output: dict[str, Any] = call_with_retry(
-            lambda: solcx.compile_standard(standard_input, solc_binary=binary, base_path=str(REPO)),
-            backoff=Backoff(initial=0.2, attempts=4),
-            transient=lambda exc: "EAGAIN" in str(exc),
-        )
+        with _stdin_from_file(binary) as solcjs:
+            output: dict[str, Any] = solcx.compile_standard(
+                standard_input, solc_binary=solcjs, base_path=str(REPO)
+            )
     except Exception as exc:  # SolcError carries the compiler's own message
         raise CompileError(f"solc-js failed: {exc}") from exc
     problems = [e["formattedMessage"] for e in output.get("errors", []) if e["severity"] == "error"]
