@@ -25,9 +25,9 @@ import httpx
 from sqlalchemy import select, update
 
 from api.metrics import DELIVERIES
-from api.routes._common import record_public
 from api.service import Service
 from api.tables import Delivery, Subscription
+from api.views import record_public
 from api.webhooks import TargetRefused, vet
 from ledger.lease import Lease
 from ledger.registry import now_us

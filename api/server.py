@@ -139,7 +139,7 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool = False) -> No
 
 def register_shipped(service: Service, runner: ModelRunner) -> None:
     """Register the manifests of the models this server runs (idempotent), operator-signed."""
-    from api.routes.models import register
+    from api.manifests import register_manifest
     from ledger.records import Record
 
     dep = service.dep
@@ -148,4 +148,4 @@ def register_shipped(service: Service, runner: ModelRunner) -> None:
     for manifest in runner.manifests.values():
         payload = manifest.model_dump(mode="json")
         record = Record.new("model_manifest", payload, participant=operator, address=signer.address)
-        register(service, record, signer.sign(dep.domain, record))
+        register_manifest(service, record, signer.sign(dep.domain, record))

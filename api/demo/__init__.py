@@ -10,7 +10,7 @@ from sqlalchemy import insert, select
 
 from api.auth import create_api_key
 from api.demo.synthetic import PlantConfig, plant_document, plant_events
-from api.routes.predictions import export_inspection, sign_prediction
+from api.predictions import export_inspection, sign_prediction
 from api.server import Running
 from api.tables import AssetAssignment
 from ledger.deployment import save_key

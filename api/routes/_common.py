@@ -9,11 +9,6 @@ from typing import Any
 
 from api.errors import ApiError
 from ledger.log import Log, StoredRecord
-from ledger.records import format_time, hex0x
-
-
-def us_to_time(us: int) -> str:
-    return format_time(datetime.fromtimestamp(us / 1e6, UTC))
 
 
 def time_to_us(value: str, name: str) -> int:
@@ -83,18 +78,3 @@ def lookup(log: Log, id: str) -> StoredRecord:
     if len(id) > 19 or int(id) > MAX_INDEX:
         raise ApiError(422, "invalid_id", f"leaf index {id[:24]}... is beyond any log's size")
     return log.get(int(id))
-
-
-def record_public(s: StoredRecord) -> dict[str, Any]:
-    return {
-        "id": hex0x(s.leaf_hash),
-        "index": s.index,
-        "kind": s.kind,
-        "participant": s.participant,
-        "signer": s.signer,
-        "created_at": us_to_time(s.created_us),
-        "appended_at": us_to_time(s.appended_us),
-        "erased": s.canonical is None,
-        "record": json.loads(s.canonical) if s.canonical is not None else None,
-        "signature": hex0x(s.signature),
-    }

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from api.deps import CallerDep, ServiceDep
-from api.routes._common import MAX_INDEX, cursor_int, encode_cursor, us_to_time
+from api.routes._common import MAX_INDEX, cursor_int, encode_cursor
 from api.schemas import CheckpointPublic, CheckpointsPublic, ConsistencyPublic
+from api.views import us_to_time
 from ledger.errors import NotFound
 from ledger.log import Checkpoint, checkpoint_from_row
 from ledger.records import hex0x

@@ -24,7 +24,7 @@ from sqlalchemy import insert, select
 from api.auth import ApiKeyInfo, Caller, issue_api_key, list_api_keys, revoke_api_key
 from api.deps import CallerDep, Operator, ServiceDep, require
 from api.errors import ApiError, forbidden
-from api.routes._common import time_to_us, us_to_time
+from api.routes._common import time_to_us
 from api.schemas import (
     ApiKeyCreate,
     ApiKeyIssue,
@@ -41,6 +41,7 @@ from api.schemas import (
 )
 from api.service import Service
 from api.tables import AssetAssignment
+from api.views import us_to_time
 from ledger.errors import Conflict, InputError
 from ledger.records import unhex
 from ledger.registry import WRITING_ROLES, KeyInfo, Participant

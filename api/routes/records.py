@@ -11,7 +11,7 @@ from sqlalchemy import select
 from api.access import may_see, visible
 from api.deps import CallerDep, ServiceDep, Writer
 from api.errors import ApiError, forbidden
-from api.routes._common import cursor_int, encode_cursor, lookup, record_public, time_to_us
+from api.routes._common import cursor_int, encode_cursor, lookup, time_to_us
 from api.schemas import (
     ErrorPublic,
     ReceiptPublic,
@@ -21,6 +21,7 @@ from api.schemas import (
     RecordsPublic,
 )
 from api.tables import RecordTag
+from api.views import record_public
 from ledger.errors import NotFound
 from ledger.ingest import parse_submission
 from ledger.log import StoredRecord, stored_from_row

@@ -13,9 +13,9 @@ from sqlalchemy import insert, select, update
 from api.deps import Maintainer, ServiceDep, Subscriber
 from api.errors import ApiError, forbidden
 from api.routes import records
-from api.routes._common import us_to_time
 from api.schemas import RecordsPublic
 from api.tables import Delivery, Subscription
+from api.views import us_to_time
 from api.webhooks import TargetRefused, vet
 from ledger.registry import now_us
 
