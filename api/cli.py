@@ -18,6 +18,8 @@ from ledger.cli import (
     DEFAULT_HOME,
     DEMO_PASSPHRASE,
     Home,
+    NewChainUrl,
+    NewDatabaseUrl,
     ensure_passphrase,
     err,
     fail,
@@ -49,10 +51,8 @@ app.add_typer(ml_app, name="ml")
 @app.command()
 def init(
     home: Home = DEFAULT_HOME,
-    database_url: Annotated[str | None, typer.Option(help="default: SQLite in HOME")] = None,
-    chain_url: Annotated[
-        str | None, typer.Option(help="JSON-RPC node; default: an embedded chain in HOME")
-    ] = None,
+    database_url: NewDatabaseUrl = None,
+    chain_url: NewChainUrl = None,
 ) -> None:
     """Create a deployment: operator key, contract on chain, database, first operator API key.
 

@@ -61,6 +61,11 @@ Home = Annotated[
     typer.Option("--home", envvar="FORGEPROOF_HOME", help="deployment folder"),
 ]
 DEFAULT_HOME = Path("forgeproof-home")
+# Where a new deployment keeps its database and its chain (`init`, here and in api/cli.py).
+NewDatabaseUrl = Annotated[str | None, typer.Option(help="default: SQLite in HOME")]
+NewChainUrl = Annotated[
+    str | None, typer.Option(help="JSON-RPC node; default: an embedded chain in HOME")
+]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -121,10 +126,8 @@ def _chain(dep: Deployment) -> Iterator[ChainClient]:
 @app.command()
 def init(
     home: Home = DEFAULT_HOME,
-    database_url: Annotated[str | None, typer.Option(help="default: SQLite in HOME")] = None,
-    chain_url: Annotated[
-        str | None, typer.Option(help="JSON-RPC node; default: an embedded chain in HOME")
-    ] = None,
+    database_url: NewDatabaseUrl = None,
+    chain_url: NewChainUrl = None,
 ) -> None:
     """Create a deployment: operator key, contract on chain, database.
 
