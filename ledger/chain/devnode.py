@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -40,6 +41,17 @@ def find_anvil(configured: str | None = None) -> str | None:
     if Path(candidate).exists():
         return candidate
     return shutil.which(configured or "anvil")
+
+
+def native(binary: str) -> str:
+    """The anvil executable itself when `binary` is npm's launcher (a node script that runs the
+    platform package's binary as its child and exits on SIGINT before the node has written its
+    state); `binary` otherwise."""
+    launcher = Path(binary).resolve()
+    if launcher.suffix != ".mjs":
+        return binary
+    found = sorted(launcher.parent.parent.glob("anvil-*/bin/anvil"))
+    return str(found[0]) if found else binary
 
 
 def fund_dev_account(w3: Web3, address: str, wei: int = 10**21) -> None:
@@ -96,6 +108,7 @@ class AnvilNode:
         binary = binary or find_anvil()
         if binary is None:
             raise ChainUnavailable("anvil not found: run `npm install` or set FORGEPROOF_ANVIL")
+        binary = native(binary)
         port = port or free_port()
         proc = subprocess.Popen(
             [binary, "--host", "127.0.0.1", "--port", str(port), "--hardfork", HARDFORK]
@@ -144,16 +157,29 @@ class AnvilNode:
     def stop(self, *, timeout: float = 5.0) -> None:
         """Terminate the node (kill it after `timeout` s) and release its pipe.
 
-        SIGINT first: with `--state FILE` anvil writes its state on the way out."""
-        if self.proc.poll() is None:
+        SIGINT first: with `--state FILE` anvil writes its state on the way out. The whole
+        process group is waited for: npm's launcher exits at once, the node itself only once
+        its state is written (killing it then would leave half a file)."""
+        if self.proc.poll() is None or self._group_alive():
             self.send(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.send(signal.SIGKILL)  # anything of the group still there
+            deadline = time.monotonic() + timeout
+            while self._group_alive() and time.monotonic() < deadline:
+                time.sleep(0.02)
+                self.proc.poll()  # reap the launcher, or the group never looks empty
+        self.send(signal.SIGKILL)  # anything of the group still there after `timeout`
+        if self.proc.poll() is None:
+            self.proc.wait()
         if self.proc.stderr:
             self.proc.stderr.close()
+
+    def _group_alive(self) -> bool:
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
     def kill(self) -> None:
         """kill -9: gone at once, nothing saved."""
