@@ -234,6 +234,13 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.kill9()
 
+    def crash_and_restart(self) -> None:
+        """kill -9, then start again (an API server: until it answers)."""
+        self.kill9()
+        self.start()
+        if self.port is not None:
+            self.wait_ready()
+
     def published(self) -> list[tuple[int, int, str, int, str]]:
         """(size, block, tx, term, holder) of every publication this process logged."""
         text = self.log_path.read_text(errors="replace")
@@ -699,9 +706,7 @@ def faults(root: Path, pg: Postgres, logs: Path, t: Timing) -> dict[str, Any]:
         time.sleep(t.gap_s)
 
         say("kill -9 API server 0, restarted")
-        plant.apis[0].kill9()
-        plant.apis[0].start()
-        plant.apis[0].wait_ready()
+        plant.apis[0].crash_and_restart()
         time.sleep(t.gap_s)
 
         holder, term = db.leader()
@@ -745,16 +750,13 @@ def faults(root: Path, pg: Postgres, logs: Path, t: Timing) -> dict[str, Any]:
         time.sleep(t.gap_s)
 
         say("kill -9 API server 1, restarted")
-        plant.apis[1].kill9()
-        plant.apis[1].start()
-        plant.apis[1].wait_ready()
+        plant.apis[1].crash_and_restart()
         time.sleep(t.gap_s)
 
         holder, _ = db.leader()
         standby = next(p for p in plant.sequencers if p is not by_holder(holder))
         say(f"kill -9 the standby sequencer {standby.name}, restarted")
-        standby.kill9()
-        standby.start()
+        standby.crash_and_restart()
         time.sleep(t.gap_s)
 
         lost_from = anchored_size()
