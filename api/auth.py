@@ -226,7 +226,10 @@ class KeyCache:
         self._cache: Cache[bytes, tuple[Caller | None, int | None]] = Cache(10_000, ttl_s)
 
     def lookup(self, token: str) -> Caller | None:
-        h = hash_key(token)
+        return self.lookup_hash(hash_key(token))
+
+    def lookup_hash(self, h: bytes) -> Caller | None:
+        """The caller of the key whose SHA-256 is `h` (a portal session keeps only that)."""
         hit = self._cache.get(h)
         if hit is not None:
             caller, expires = hit

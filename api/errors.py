@@ -92,17 +92,39 @@ def forbidden(detail: str = "not allowed for this participant") -> ApiError:
     return ApiError(403, "forbidden", detail)
 
 
+def status_of(exc: LedgerError) -> tuple[int, str]:
+    """The HTTP status and problem code of a domain error."""
+    for kind, status, code in _MAPPING:
+        if isinstance(exc, kind):
+            return status, code
+    return 500, "ledger_error"
+
+
+# Where a person, not a program, is the reader (the portal's pages): errors there are pages.
+# `api.portal.install` sets the renderer, (request, status, code, detail) -> Response.
+HTML_PREFIXES = ("/portal", "/signin", "/verify")
+
+
+def _answer(
+    request: Request, status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> Any:
+    render = getattr(request.app.state, "html_error", None)
+    if render is not None and request.url.path.startswith(HTML_PREFIXES):
+        return render(request, status, code, detail)
+    return problem(status, code, detail, headers=headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api(_: Request, exc: ApiError) -> JSONResponse:
-        return problem(exc.status, exc.code, exc.detail, headers=exc.headers, **exc.extra)
+    async def _api(request: Request, exc: ApiError) -> Any:
+        if exc.extra:
+            return problem(exc.status, exc.code, exc.detail, headers=exc.headers, **exc.extra)
+        return _answer(request, exc.status, exc.code, exc.detail, exc.headers)
 
     @app.exception_handler(LedgerError)
-    async def _ledger(_: Request, exc: LedgerError) -> JSONResponse:
-        for kind, status, code in _MAPPING:
-            if isinstance(exc, kind):
-                return problem(status, code, str(exc))
-        return problem(500, "ledger_error", str(exc))
+    async def _ledger(request: Request, exc: LedgerError) -> Any:
+        status, code = status_of(exc)
+        return _answer(request, status, code, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -113,11 +135,11 @@ def install(app: FastAPI) -> None:
         return problem(422, "invalid_request", detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Any:
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
             exc.status_code, "http_error"
         )
-        return problem(exc.status_code, code, str(exc.detail))
+        return _answer(request, exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)
     async def _crash(_: Request, exc: Exception) -> JSONResponse:

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import errors
+from api import errors, portal
 from api.metrics import LATENCY, REQUESTS
 from api.receipts import ReceiptFastPath
 from api.routes import (
@@ -38,7 +38,10 @@ key>`; every error is RFC 9457 problem+json with a stable `code`.
 
 
 def create_app(service: Service) -> FastAPI:
-    app = FastAPI(title="forgeproof", version="1", description=DESCRIPTION)
+    # /docs and /redoc are the portal's, from vendored bundles: FastAPI's load from a CDN.
+    app = FastAPI(
+        title="forgeproof", version="1", description=DESCRIPTION, docs_url=None, redoc_url=None
+    )
     app.state.service = service
     errors.install(app)
     routes = [records, verify, checkpoints, models, predictions, participants, subscriptions]
@@ -46,6 +49,7 @@ def create_app(service: Service) -> FastAPI:
     for module in routes:
         app.include_router(module.router)
     app.include_router(participants.api_keys_router)
+    portal.install(app)
 
     _document_problems(app)
     # Added first, so it sits inside Guard: its answers are size-checked and counted too.

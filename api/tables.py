@@ -155,3 +155,31 @@ class ModelRow(Base):
     leaf_index: Mapped[int] = mapped_column(BigInteger, nullable=False)
     publisher: Mapped[str] = mapped_column(String(128), nullable=False)
     registered_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class PortalSession(Base):
+    """A browser's sign-in to the portal (api/portal/sessions.py): it acts as the API key it was
+    opened with, so revoking that key (or its participant's role) ends the session too. Only
+    the SHA-256 of the cookie's token is kept: a reader of the database cannot sign in."""
+
+    __tablename__ = "portal_sessions"
+
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    key_hash: Mapped[bytes] = mapped_column(
+        LargeBinary(32), ForeignKey("api_keys.key_hash"), nullable=False, index=True
+    )
+    csrf: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    expires_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    ended_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class Explanation(Base):
+    """An inspection's Grad-CAM overlay (PNG), kept beside its record: the signed record holds
+    the image's SHA-256 (`explanation.gradcam_sha256`), so whoever shows it can prove it is the
+    one the model produced with the verdict."""
+
+    __tablename__ = "explanations"
+
+    leaf_index: Mapped[int] = mapped_column(RowKey, primary_key=True, autoincrement=False)
+    png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

@@ -22,8 +22,8 @@ def ledger_metadata() -> MetaData:
 
 
 SERVICE_TABLES = {
-    "alarms", "api_keys", "asset_assignments", "deliveries", "models", "record_tags",
-    "subscriptions",
+    "alarms", "api_keys", "asset_assignments", "deliveries", "explanations", "models",
+    "portal_sessions", "record_tags", "subscriptions",
 }  # fmt: skip
 
 
