@@ -19,13 +19,13 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.portal import web
-from api.portal.pages import assets, audit, docs, operator, records, signin
+from api.portal.pages import assets, audit, docs, operator, records, signin, verify
 
 
 def install(app: FastAPI) -> None:
     static = Path(str(resources.files("api.portal").joinpath("static")))
     app.mount("/static", StaticFiles(directory=static), name="static")
-    for module in (signin, docs, records, audit, assets, operator):
+    for module in (signin, verify, docs, records, audit, assets, operator):
         app.include_router(module.router)
     app.state.html_error = web.html_error
 

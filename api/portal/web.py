@@ -75,15 +75,22 @@ async def current_session(request: Request, service: ServiceDep) -> sessions.Ses
 SessionDep = Annotated[sessions.Session, Depends(current_session)]
 
 
+def check_role(session: sessions.Session, *roles: str) -> None:
+    """Refuse a caller outside `roles` (403), as the API's role dependencies do."""
+    if session.caller.role not in roles:
+        raise ApiError(
+            403,
+            "forbidden",
+            f"this page is for {' or '.join(roles)}; you are signed in as "
+            f"{session.caller.participant} ({session.caller.role})",
+        )
+
+
 def require_role(*roles: str) -> Any:
+    """`Annotated[Session, require_role(...)]`: a signed-in caller in one of `roles`."""
+
     async def check(session: SessionDep) -> sessions.Session:
-        if session.caller.role not in roles:
-            raise ApiError(
-                403,
-                "forbidden",
-                f"this page is for {' or '.join(roles)}; you are signed in as "
-                f"{session.caller.participant} ({session.caller.role})",
-            )
+        check_role(session, *roles)
         return session
 
     return Depends(check)
@@ -143,12 +150,15 @@ def who(caller: Caller) -> str:
     return f"{caller.participant} ({caller.role})"
 
 
-_INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.S | re.I)
+_INLINE = {
+    tag: re.compile(rf"<{tag}(?![^>]*\bsrc=)[^>]*>(.*?)</{tag}>", re.S | re.I)
+    for tag in ("script", "style")
+}
 
 
-def inline_script_hashes(html: str) -> list[str]:
-    """CSP sources for each inline script of `html`, by SHA-256."""
+def inline_hashes(html: str, tag: str = "script") -> list[str]:
+    """CSP sources for each inline script (or style) of `html`, by SHA-256."""
     return [
         "'sha256-" + base64.b64encode(hashlib.sha256(m.group(1).encode()).digest()).decode() + "'"
-        for m in _INLINE_SCRIPT.finditer(html)
+        for m in _INLINE[tag].finditer(html)
     ]

@@ -22,7 +22,9 @@ from ledger.keystore import PASSPHRASE_ENV
 def chromium_path() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        raise RuntimeError("chromium is not installed: run `make services` (apt-get install chromium)")
+        raise RuntimeError(
+            "chromium is not installed: run `make services` (apt-get install chromium)"
+        )
     return path
 
 

@@ -6,6 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
+from api.portal.web import inline_hashes
+
 router = APIRouter(include_in_schema=False)
 VENDOR = "/static/vendor"
 # Swagger UI's page runs one inline script (its configuration); Redoc searches in a worker.
@@ -25,7 +27,7 @@ def swagger(request: Request) -> HTMLResponse:
         swagger_css_url=f"{VENDOR}/swagger-ui.css",
         swagger_favicon_url="/static/favicon.svg",
     )
-    return _with_policy(page.body.decode())
+    return _with_policy(bytes(page.body).decode())
 
 
 @router.get("/redoc")
@@ -40,7 +42,5 @@ def redoc(request: Request) -> HTMLResponse:
 
 
 def _with_policy(html: str) -> HTMLResponse:
-    from api.portal.web import inline_script_hashes
-
-    policy = DOCS_CSP.format(scripts=" ".join(inline_script_hashes(html)))
+    policy = DOCS_CSP.format(scripts=" ".join(inline_hashes(html)))
     return HTMLResponse(html, headers={"Content-Security-Policy": policy})
