@@ -3,20 +3,13 @@
 
 from __future__ import annotations
 
-import io
-import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from ledger.cli import DEMO_PASSPHRASE
-from ledger.keystore import PASSPHRASE_ENV
+from api.demo.live import LiveDemo, live_demo
 
 
 def chromium_path() -> str:
@@ -48,14 +41,9 @@ def page(browser: Any) -> Iterator[Any]:
     context.close()
 
 
-@dataclass
-class LivePortal:
-    """A real `forgeproof up --demo` on a free loopback port: the demo plant seeded through the
-    same code paths as real use, the sequencer anchoring every half second."""
-
-    url: str
-    keys: dict[str, str]  # participant (and "operator") -> API key
-    running: Any
+class LivePortal(LiveDemo):
+    """A real `forgeproof up --demo` on a free loopback port (api/demo/live.py): the demo plant
+    seeded through the same code paths as real use, the sequencer anchoring every half second."""
 
     def sign_in(self, page: Any, who: str) -> None:
         page.goto(f"{self.url}/signin")
@@ -64,45 +52,7 @@ class LivePortal:
         page.wait_for_selector("#signed-in")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def live_portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePortal]:
-    import uvicorn
-    from rich.console import Console
-
-    from api.config import Settings
-    from api.demo import seed
-    from api.server import build
-
-    os.environ.setdefault(PASSPHRASE_ENV, DEMO_PASSPHRASE)
-    home = tmp_path_factory.mktemp("portal") / "home"
-    settings = Settings(
-        home=home, checkpoint_interval_s=0.5, allow_private_webhooks=True, sequencer=True
-    )
-    running = build(settings)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    keys = seed(running, base_url=url, console=Console(file=io.StringIO()))
-    running.start_background()
-    server = uvicorn.Server(
-        uvicorn.Config(running.app, host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the portal did not start")
-        time.sleep(0.05)
-    try:
-        yield LivePortal(url, keys, running)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        running.close()
+    with live_demo(tmp_path_factory.mktemp("portal") / "home") as demo:
+        yield LivePortal(demo.url, demo.keys, demo.running)

@@ -120,8 +120,8 @@ def test_page_is_self_contained(bundle: dict[str, Any], tmp_path: Path) -> None:
 @pytest.mark.browser
 def test_page_renders_in_chromium(bundle: dict[str, Any], tmp_path: Path) -> None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("chromium is not installed")
+    # `make services` installs it (Debian's package): missing, this fails rather than skips.
+    assert browser is not None, "chromium is not installed: run `make services`"
     _, html_path = write_audit(bundle, tmp_path)
     png = tmp_path / "page.png"
     subprocess.run(
