@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -181,6 +183,7 @@ def up(
 
     Several may serve one deployment (PostgreSQL and a JSON-RPC node): one sequencer
     publishes at a time, chosen by a lease in the database."""
+    sock = listen(host, port)  # first: a busy port fails now, not after building and seeding
     from api.config import Settings
     from api.server import serve
 
@@ -206,9 +209,40 @@ def up(
         **{k: v for k, v in given.items() if v is not None},  # else the environment's
     )
     try:
-        serve(settings, host=host, port=port, demo=demo)
+        serve(settings, sock, demo=demo)
     except LedgerError as exc:
         fail(str(exc))
+    finally:
+        sock.close()  # closed by `serve` already, unless it never got it
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port) and listening, for `up` to hand to its server.
+
+    Taken before anything slow (opening the deployment, loading models, seeding the demo), so a
+    port in use is found within milliseconds; exits 1 with one line when it cannot be had."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror}", code=1)
+    sock = socket.socket(family, kind, proto)
+    # As uvicorn does: a port whose last server's connections linger in TIME_WAIT is free.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            fail(
+                f"port {port} is in use: {exc.strerror} on {host} (another server? stop it, "
+                "or choose a free port with --port)",
+                code=1,
+            )
+        fail(f"cannot listen on {host}:{port}: {exc.strerror}", code=1)
+    return sock
 
 
 @app.command()

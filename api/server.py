@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,32 +110,58 @@ def build(settings: Settings) -> Running:
     return running
 
 
-def serve(settings: Settings, *, host: str, port: int, demo: bool = False) -> None:
+def serve(settings: Settings, sock: socket.socket, *, demo: bool = False) -> None:
+    """Build the service on `settings.home`, seed the demo plant if asked, and serve on `sock`.
+
+    `sock` is bound and listening already: `forgeproof up` takes the port before anything
+    slow, so a busy port fails at once rather than after the deployment is built and seeded,
+    and clients that connect meanwhile wait in its backlog. "listening on ..." is printed only
+    once uvicorn serves it. `sock` is closed on return."""
+    url = base_url(sock)
+    with sock:
+        logs.configure()
+        running = build(settings)
+        try:
+            if running.first_api_key and not demo:
+                print(
+                    f"new deployment in {settings.home}; the operator's API key (shown once):\n"
+                    f"  {running.first_api_key}",
+                    flush=True,
+                )
+            if demo:
+                from api.demo import seed
+
+                seed(running, base_url=url)
+            running.start_background()
+            # What was built so far (web3, the EVM, the models) lives as long as the process:
+            # frozen, full collections no longer walk its ~200k objects (180-300 ms pauses,
+            # the worst latencies under load, before).
+            gc.collect()
+            gc.freeze()
+            _uvicorn(running.app, url).run(sockets=[sock])
+        finally:
+            running.close()
+
+
+def base_url(sock: socket.socket) -> str:
+    """http://host:port of a listening socket, as a browser or curl would be given it."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if sock.family == socket.AF_INET6 else f"http://{host}:{port}"
+
+
+def _uvicorn(app: Any, url: str) -> Any:
+    """A uvicorn server for `app` that says where it listens once it does (after the lifespan
+    started and the socket is served), not before."""
     import uvicorn
 
-    logs.configure()
-    running = build(settings)
-    try:
-        if running.first_api_key and not demo:
-            print(
-                f"new deployment in {settings.home}; the operator's API key (shown once):\n"
-                f"  {running.first_api_key}",
-                flush=True,
-            )
-        if demo:
-            from api.demo import seed
+    class Announcing(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                print(f"listening on {url} (portal: {url}/ · API docs: {url}/docs)", flush=True)
 
-            seed(running, base_url=f"http://{host}:{port}")
-        running.start_background()
-        # What was built so far (web3, the EVM, the models) lives as long as the process:
-        # frozen, full collections no longer walk its ~200k objects (180-300 ms pauses, the
-        # worst latencies under load, before).
-        gc.collect()
-        gc.freeze()
-        # No access log: a formatted line per request costs more than a cached receipt.
-        uvicorn.run(running.app, host=host, port=port, log_level="warning", access_log=False)
-    finally:
-        running.close()
+    # No access log: a formatted line per request costs more than a cached receipt.
+    return Announcing(uvicorn.Config(app, log_level="warning", access_log=False))
 
 
 def register_shipped(service: Service, runner: ModelRunner) -> None:

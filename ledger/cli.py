@@ -16,23 +16,24 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from ledger.deployment import Deployment, save_key
 from ledger.errors import InvalidLines, LedgerError, RegistryMismatch
 from ledger.ingest import append_lines, submission_json
 from ledger.keystore import PASSPHRASE_ENV
 from ledger.receipts import (
+    Verdict,
     build_receipt,
     chain_anchor_source,
     chain_key_source,
     loads_strict,
     log_checkpoint_source,
+    unwrap_receipt,
     verify_receipt,
     write_json_atomic,
 )
 from ledger.records import Record, format_time, hex0x, unhex
-from ledger.registry import ROLES, KeyInfo
+from ledger.registry import ROLES
 from ledger.sequencer import Policy, Sequencer
 from ledger.signing import Signer, sign_key_binding, sign_key_change
 
@@ -150,26 +151,58 @@ def init_deployment(home: Path, database_url: str | None, chain_url: str | None)
 
 
 @participants_app.command("list")
-def participants_list(home: Home = DEFAULT_HOME) -> None:
-    """List participants, roles and keys, with the blocks their keys are valid over."""
+def participants_list(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON array on stdout")] = False,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """List participants, roles and keys, with the blocks their keys are valid over.
+
+    Addresses are printed whole, one key a line (never cut to the terminal's width: they are
+    what a partner checks and pastes)."""
     dep = open_deployment(home)
     if not dep.registry.synced:
         err.print("[yellow]as the database mirrors the chain (not checked now)[/]")
-    table = Table("participant", "name", "roles", "key", "valid from", "revoked at", "added by")
     keys = dep.registry.keys()
-    for p in dep.registry.participants():
-        mine: list[KeyInfo | None] = [k for k in keys if k.participant == p.id] or [None]
-        for i, k in enumerate(mine):
-            table.add_row(
-                p.id if i == 0 else "",
-                p.name if i == 0 else "",
-                (",".join(sorted(p.roles)) or "(suspended)") if i == 0 else "",
-                k.address if k else "-",
-                f"block {k.valid_from}" if k else "",
-                f"block {k.revoked_from}" if k and k.revoked_from is not None else "",
-                (k.added_by or "") if k else "",
+    participants = [
+        (p, [k for k in keys if k.participant == p.id]) for p in dep.registry.participants()
+    ]
+    if as_json:
+        listed = [
+            {
+                "id": p.id,
+                "name": p.name,
+                "roles": sorted(p.roles),
+                "registered_block": p.registered_block,
+                "keys": [
+                    {
+                        "address": k.address,
+                        "valid_from": k.valid_from,
+                        "revoked_from": k.revoked_from,
+                        "added_by": k.added_by,
+                        "revoked_by": k.revoked_by,
+                    }
+                    for k in mine
+                ],
+            }
+            for p, mine in participants
+        ]
+        sys.stdout.write(json.dumps(listed) + "\n")
+        return
+    for p, mine in participants:
+        _line(f"{p.id}  {p.name}  ({', '.join(sorted(p.roles)) or 'suspended'})")
+        if not mine:
+            _line("    no key")
+        for k in mine:
+            _line(
+                f"    key {k.address}  valid from block {k.valid_from}"
+                + (f", revoked at block {k.revoked_from}" if k.revoked_from is not None else "")
+                + (f"  added by {k.added_by}" if k.added_by else "")
             )
-    out.print(table)
+
+
+def _line(text: str) -> None:
+    """One line on stdout as it is: no markup, no highlighting, never wrapped by us."""
+    out.print(text, soft_wrap=True, markup=False, highlight=False)
 
 
 def _sig(value: str | None, what: str) -> bytes:
@@ -635,6 +668,11 @@ def receipt(
     out.print(f"receipt for record {index} (checkpoint size {cp['size']}) -> {output}")
 
 
+# Exit statuses of `verify` and `verify-export` (see their help).
+VERIFIED, FAILED, UNREADABLE, INCOMPLETE = 0, 1, 2, 3
+_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow", "unchecked": "yellow"}
+
+
 @app.command()
 def verify(
     receipt_file: Annotated[Path, typer.Argument(metavar="RECEIPT")],
@@ -647,13 +685,14 @@ def verify(
     ] = None,
     offline: Annotated[bool, typer.Option(help="check the receipt alone")] = False,
 ) -> None:
-    """Check a receipt: canonical hash, signature, key, inclusion, checkpoint and chain anchor."""
-    try:
-        data = loads_strict(receipt_file.read_bytes())
-    except OSError as exc:
-        fail(f"cannot read {receipt_file}: {exc.strerror}")
-    except LedgerError as exc:
-        fail(f"{receipt_file}: {exc}")
+    """Check a receipt: canonical hash, signature, key, inclusion, checkpoint and chain anchor.
+
+    RECEIPT is a receipt file or the API's receipt response (GET /v1/records/{id}/receipt)
+    as it comes. Exit status: 0 verified (with --offline: every check the receipt alone
+    allows); 1 a check failed; 2 the receipt, the deployment or the node could not be read;
+    3 nothing failed but checks were not run that you did not skip (the chain could not be
+    had, e.g. a running server holds the deployment's embedded chain): not verified."""
+    data = _read_receipt(receipt_file)
     keys = source = anchor = None
     chain = None
     home = home or (DEFAULT_HOME if DEFAULT_HOME.joinpath("config.json").is_file() else None)
@@ -677,60 +716,258 @@ def verify(
     finally:
         if chain is not None:
             chain.close()
-    style = {"ok": "green", "failed": "bold red", "skipped": "yellow"}
     for c in verdict.checks:
-        out.print(f"[{style[c.status]}]{c.status:>7}[/]  {c.name:<10} {c.detail}", highlight=False)
-    if verdict.ok:
-        skipped = ", ".join(c.name for c in verdict.skipped)
-        if skipped:
-            out.print(f"[bold green]receipt verified[/] [yellow](not checked: {skipped})[/]")
-        else:
-            out.print("[bold green]receipt verified[/]")
+        out.print(f"[{_STYLE[c.status]}]{c.status:>7}[/]  {c.name:<10} {c.detail}", highlight=False)
+    if not verdict.ok:
+        names = ", ".join(c.name for c in verdict.failed) or "an essential check did not run"
+        fail(f"receipt does NOT verify: {names}", code=FAILED)
+    _conclude("receipt", unchecked([verdict]), offline=offline)
+
+
+def _read_receipt(path: Path) -> Any:
+    """The receipt in `path` (a receipt, or a receipt response as the API answers it); exits
+    2 with the reason when it cannot be read."""
+    try:
+        return unwrap_receipt(loads_strict(path.read_bytes()))
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}")
+    except LedgerError as exc:
+        fail(f"{path}: {exc}")
+
+
+def unchecked(verdicts: list[Verdict]) -> list[str]:
+    """The checks skipped in any of `verdicts` that leave a claim unchecked, in order.
+
+    The log's checkpoint check is no gap where the anchor check passed: the chain then
+    authenticated the very size and root the log would have confirmed."""
+    names: dict[str, None] = {}
+    for v in verdicts:
+        anchored = any(c.name == "anchor" and c.status == "ok" for c in v.checks)
+        for c in v.skipped:
+            if not (c.name == "checkpoint" and anchored):
+                names[c.name] = None
+    return list(names)
+
+
+def _conclude(what: str, skipped: list[str], *, offline: bool) -> None:
+    """The last line of a verification that nothing failed: verified (exit 0), verified as far
+    as offline checks go when --offline asked for just that (exit 0), or not verified,
+    saying what was not checked (exit 3)."""
+    if not skipped:
+        out.print(f"[bold green]{what} verified[/]")
         return
-    names = ", ".join(c.name for c in verdict.failed) or "an essential check did not run"
-    fail(f"receipt does NOT verify: {names}", code=1)
+    names = ", ".join(skipped)
+    if offline:
+        out.print(f"[bold green]{what} verified offline[/]: not checked: {names}", highlight=False)
+        return
+    out.print(
+        f"[bold yellow]{what} NOT fully verified[/]: nothing failed, but not checked: {names}",
+        highlight=False,
+    )
+    err.print(
+        "to check on chain: --rpc URL (a node of its chain); beside a server that holds the "
+        "deployment's embedded chain, POST the receipt to its /v1/verify, or stop it and use "
+        "--home; --offline accepts the offline checks alone",
+        highlight=False,
+    )
+    raise typer.Exit(INCOMPLETE)
+
+
+@app.command("verify-export")
+def verify_export(
+    export_file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="the auditor's export: its JSON or HTML page")
+    ],
+    rpc: Annotated[
+        str | None,
+        typer.Option(help="check every signer's key and the anchor on this JSON-RPC node"),
+    ] = None,
+    offline: Annotated[bool, typer.Option(help="check the export alone")] = False,
+) -> None:
+    """Check an auditor's export (GET /v1/genealogy/audit, the JSON bundle or the HTML page
+    with the bundle inside): every event's receipt, that each event hashes to its eventID,
+    that the genealogy's links follow from the events, and who asserted each one.
+
+    Offline, the receipts' chain checks (the signer's key, the anchor) are not made: give
+    --rpc URL for them, or --offline to accept the rest. Exit status as `verify`'s: 0
+    verified, 1 a check failed, 2 unreadable, 3 chain checks not made without --offline."""
+    from ledger.epcis.audit import FORMAT, audit_html, read_export, verify_audit
+
+    try:
+        raw = export_file.read_bytes()
+        bundle = read_export(raw)
+    except OSError as exc:
+        fail(f"cannot read {export_file}: {exc.strerror}")
+    except LedgerError as exc:
+        fail(f"{export_file}: {exc}")
+    if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
+        fail(f"{export_file}: not an auditor's export ({FORMAT})")
+    chain = _read_only_chain(rpc, bundle) if rpc and not offline else None
+    try:
+        checks = None
+        if chain is not None:
+            keys, anchors = chain_key_source(chain), chain_anchor_source(chain)
+
+            def checks(receipt: dict[str, Any]) -> Verdict:
+                return verify_receipt(receipt, key_source=keys, anchor_source=anchors)
+
+        try:
+            report = verify_audit(bundle, receipt_checks=checks)
+        except (KeyError, TypeError, AttributeError) as exc:
+            # verify_audit reads the bundle's frame (checkpoints, edges) as written.
+            fail(f"export does NOT verify: malformed ({type(exc).__name__} {exc})", code=FAILED)
+    finally:
+        if chain is not None:
+            chain.close()
+    summaries = {
+        e.get("leaf_index"): e.get("summary") or {}
+        for e in bundle.get("events", [])
+        if isinstance(e, dict)
+    }
+    general = list(report.problems)
+    for leaf, verdict in sorted(report.events.items(), key=lambda kv: str(kv[0])):
+        prefix = f"event at leaf {leaf}: "
+        mine = [p[len(prefix) :] for p in report.problems if p.startswith(prefix)]
+        general = [p for p in general if not p.startswith(prefix)]
+        reasons = [f"{c.name}: {c.detail}" for c in verdict.failed] + mine
+        if reasons or not verdict.ok:
+            status = "failed"
+        else:
+            status = "ok" if offline or not unchecked([verdict]) else "unchecked"
+        s = summaries.get(leaf, {})
+        label = f"{s.get('type', '?')} {s.get('eventTime', '')} by {s.get('asserted_by', '?')}"
+        out.print(
+            f"[{_STYLE[status]}]{status:>9}[/]  leaf {leaf:<6} {label}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        for reason in reasons:
+            _line(f"           {reason}")
+    for problem in general:
+        out.print(f"[bold red]{'failed':>9}[/]  {problem}", highlight=False, soft_wrap=True)
+    if not report.ok:
+        failed = [
+            f"event at leaf {leaf}: {c.name}: {c.detail}"
+            for leaf, v in report.events.items()
+            for c in v.failed
+        ]
+        reason = (failed + report.problems + ["the export holds no events"])[0]
+        fail(f"export does NOT verify: {reason}", code=FAILED)
+    if raw.lstrip()[:1] == b"<":
+        try:
+            same = audit_html(bundle) == raw.decode("utf-8")
+        except (KeyError, TypeError, ValueError, IndexError):
+            same = False
+        if not same:
+            err.print(
+                "[yellow]warning:[/] the page shows something other than what its embedded "
+                "bundle draws (edited, or made by another version): what was checked is the "
+                "bundle, not the page's table",
+                highlight=False,
+            )
+    cp = bundle["checkpoints"][0] if bundle.get("checkpoints") else {}
+    out.print(
+        f"{len(report.events)} events of {bundle.get('subject')} against checkpoint size "
+        f"{cp.get('size')} root {cp.get('root')}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    _conclude("export", unchecked(list(report.events.values())), offline=offline)
 
 
 def _read_only_chain(url: str, receipt: object) -> Any:
-    """A client for reading the contract a receipt names; it never sends a transaction."""
+    """A client for reading the contract a receipt (or an export) names; it never sends a
+    transaction. Exits 2 with one line naming the node when it cannot be reached."""
     from web3 import Web3
 
     from ledger.chain import ChainClient
 
     contract = None
     if isinstance(receipt, dict):
-        contract = (receipt.get("anchor") or {}).get("contract") or (
-            receipt.get("domain") or {}
-        ).get("verifyingContract")
-    if not contract:
+        anchor, domain = receipt.get("anchor"), receipt.get("domain")
+        contract = (anchor.get("contract") if isinstance(anchor, dict) else None) or (
+            domain.get("verifyingContract") if isinstance(domain, dict) else None
+        )
+    if not isinstance(contract, str) or not contract:
         fail("the receipt names no contract to check on chain")
-    return ChainClient(
-        Web3(Web3.HTTPProvider(url)), private_key=Signer.generate().private_key, address=contract
-    )
+    try:
+        return ChainClient(
+            Web3(Web3.HTTPProvider(url)),
+            private_key=Signer.generate().private_key,
+            address=contract,
+        )
+    except LedgerError as exc:
+        fail(
+            f"no JSON-RPC node answers at {url} ({_root_cause(exc)}): start it or correct "
+            "--rpc; --offline checks without a node",
+            code=UNREADABLE,
+        )
+
+
+def _root_cause(exc: BaseException) -> str:
+    """What went wrong at the bottom of a chain of exceptions, in a few words (the socket's
+    "Connection refused" rather than three layers of HTTP client)."""
+    found = type(exc).__name__
+    seen: set[int] = set()
+    at: BaseException | None = exc
+    while at is not None and id(at) not in seen:
+        seen.add(id(at))
+        if isinstance(at, OSError) and at.strerror:
+            found = at.strerror
+        at = at.__cause__ or at.__context__
+    return found
 
 
 @app.command()
-def status(home: Home = DEFAULT_HOME) -> None:
-    """Log size, root, checkpoints and participants."""
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object on stdout")] = False,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Log size, root, checkpoints and participants (roots and addresses whole)."""
     dep = open_deployment(home)
     size = dep.log.committed_size()
     cp = dep.log.latest_checkpoint()
-    table = Table(show_header=False)
-    table.add_row("deployment", str(home))
-    table.add_row("database", dep.store.engine.url.render_as_string(hide_password=True))
-    table.add_row("domain", json.dumps(dep.domain.to_json()))
-    table.add_row("log size", f"{size:,}")
-    table.add_row("root", hex0x(dep.log.root(size)))
+    facts: dict[str, Any] = {
+        "deployment": str(home),
+        "database": dep.store.engine.url.render_as_string(hide_password=True),
+        "domain": dep.domain.to_json(),
+        "log_size": size,
+        "root": hex0x(dep.log.root(size)),
+        "latest_checkpoint": None,
+        "not_checkpointed": size,
+        "participants": len(dep.registry.participants()),
+    }
     if cp:
-        table.add_row("latest checkpoint", f"size {cp.size:,}, root {hex0x(cp.root)}")
-        table.add_row("not yet checkpointed", f"{size - cp.size:,} records")
-        table.add_row(
-            "anchored", f"tx {cp.tx_hash} block {cp.block_number}" if cp.anchored else "no"
-        )
+        facts["latest_checkpoint"] = {
+            "size": cp.size,
+            "root": hex0x(cp.root),
+            "anchor": cp.anchor_json(),
+        }
+        facts["not_checkpointed"] = size - cp.size
+    if as_json:
+        sys.stdout.write(json.dumps(facts) + "\n")
+        return
+    domain = dep.domain
+    rows = [
+        ("deployment", facts["deployment"]),
+        ("database", facts["database"]),
+        ("chain", f"{domain.chain_id}"),
+        ("contract", domain.verifying_contract.lower()),
+        ("log size", f"{size:,}"),
+        ("root", facts["root"]),
+    ]
+    if cp:
+        rows += [
+            ("latest checkpoint", f"size {cp.size:,}"),
+            ("checkpoint root", hex0x(cp.root)),
+            ("not yet checkpointed", f"{size - cp.size:,} records"),
+            ("anchored", f"block {cp.block_number}, tx {cp.tx_hash}" if cp.anchored else "no"),
+        ]
     else:
-        table.add_row("latest checkpoint", "none")
-    table.add_row("participants", str(len(dep.registry.participants())))
-    out.print(table)
+        rows.append(("latest checkpoint", "none"))
+    rows.append(("participants", str(facts["participants"])))
+    for name, value in rows:
+        _line(f"{name:<21} {value}")
 
 
 def main() -> None:

@@ -168,6 +168,27 @@ def loads_strict(text: str | bytes) -> Any:
         raise InputError("not JSON this verifier reads: nested too deeply") from None
 
 
+def unwrap_receipt(data: Any) -> Any:
+    """The receipt in `data`: a receipt as is, or the one inside a receipt response
+    (`{"status": ..., "receipt": {...}}`, as GET /v1/records/{id}/receipt answers and
+    POST /v1/verify takes), so a verifier accepts what the API hands out without editing it.
+    Anything else is returned unchanged for `parse_receipt` to name what is wrong.
+
+    Raises:
+        InputError: a response whose receipt is not there yet (`"receipt": null`, pending).
+    """
+    if not isinstance(data, dict) or "format" in data or "receipt" not in data:
+        return data
+    inner = data["receipt"]
+    if inner is None:
+        status = data.get("status", "pending")
+        raise InputError(
+            f"the response holds no receipt yet (status {status!r}): the record is not covered "
+            "by a checkpoint; fetch it again once it is"
+        )
+    return inner
+
+
 # The schema, checked by hand: a receipt that conforms (the common case) costs microseconds
 # instead of jsonschema's ~0.3 ms, and patterns are matched whole, as JSON Schema's ECMA-262
 # regular expressions are (Python's `$` would let a trailing newline through). jsonschema runs

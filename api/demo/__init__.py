@@ -8,16 +8,18 @@ from typing import Any
 from rich.console import Console
 from sqlalchemy import insert, select
 
-from api.auth import create_api_key
+from api.auth import create_api_key, list_api_keys, revoke_api_key
 from api.demo.synthetic import PlantConfig, plant_document, plant_events
 from api.predictions import export_inspection, sign_prediction
 from api.server import Running
 from api.tables import AssetAssignment
 from ledger.deployment import save_key
 from ledger.errors import NotFound
-from ledger.records import Record
+from ledger.records import Record, hex0x
 from ledger.sequencer import Sequencer
 from ledger.signing import Signer
+from ledger.store import Store
+from ledger.store.models import RecordRow
 from ml.errors import MLError
 from ml.shipped import SAMPLES
 
@@ -27,18 +29,84 @@ PARTICIPANTS = [
     ("tuv-audit", "Independent auditor", "auditor"),
     ("fixit-services", "FixIt turbine services", "maintainer"),
 ]
+DEMO_LABEL = "demo"  # the label of the API keys `seed` issues, and revokes when it seeds again
 
 
 def seed(running: Running, *, base_url: str, console: Console | None = None) -> dict[str, str]:
-    """Seed the plant and print every participant's API key and a few curl lines to try."""
-    console = console or Console()
+    """Seed the plant and print every participant's API key and a few curl lines to try.
+
+    Once per deployment: on one seeded before (its suppliers' records are in the log), nothing
+    is appended again, since a second plant on top of the first would double every record.
+    The keys printed then were shown once and are lost, so every earlier key labelled "demo"
+    is revoked and fresh ones are issued; the console says so. Returns the keys issued."""
+    console = console or Console(soft_wrap=True)
     service = running.service
     dep = service.dep
-    keys: dict[str, str] = {
-        "operator": create_api_key(
-            dep.store, dep.operator, "operator", "demo", registry=dep.registry
+    seeded = _seeded(dep.store)
+    # Before issuing: a seed that failed half-way left keys nobody saw, too.
+    revoked = _revoke_demo_keys(dep.store)
+    if not seeded:
+        _seed_plant(running, console)
+    keys = {"operator": _demo_key(dep, dep.operator, "operator")}
+    keys |= {pid: _demo_key(dep, pid, role) for pid, _, role in PARTICIPANTS}
+    if seeded:
+        earlier = f"{revoked} earlier ones are revoked" if revoked else "none was live"
+        console.print(
+            f"{dep.home} holds the demo plant already: nothing appended. Its demo API keys "
+            f"are shown once: {earlier}, fresh ones below.",
+            soft_wrap=True,
+            highlight=False,
         )
-    }
+    elif revoked:
+        console.print(f"revoked {revoked} demo API keys of an unfinished seed", highlight=False)
+    _print_guide(console, keys, base_url, _example_record(dep.store))
+    return keys
+
+
+def _demo_key(dep: Any, participant: str, role: str) -> str:
+    return create_api_key(dep.store, participant, role, DEMO_LABEL, registry=dep.registry)
+
+
+def _seeded(store: Store) -> bool:
+    """Whether the plant was seeded here: the first supplier's records are its first appends,
+    and nothing else in a deployment signs as that participant by accident."""
+    supplier = PARTICIPANTS[0][0]
+    query = select(RecordRow.leaf_index).where(
+        RecordRow.participant == supplier, RecordRow.kind == "supplier_record"
+    )
+    with store.reading() as conn:
+        return conn.execute(query.limit(1)).first() is not None
+
+
+def _revoke_demo_keys(store: Store) -> int:
+    """Revoke every live API key labelled "demo"; returns how many."""
+    live = [k for k in list_api_keys(store) if k.label == DEMO_LABEL and k.revoked_us is None]
+    for k in live:
+        revoke_api_key(store, k.id)
+    return len(live)
+
+
+def _example_record(store: Store) -> str:
+    """The id (0x leaf hash) of a record to try the API on: a prediction if the models scored
+    any, else a supplier's record."""
+    with store.reading() as conn:
+        for kind in ("prediction", "inspection", "supplier_record"):
+            row = conn.execute(
+                select(RecordRow.leaf_hash)
+                .where(RecordRow.kind == kind)
+                .order_by(RecordRow.leaf_index)
+                .limit(1)
+            ).first()
+            if row is not None:
+                return hex0x(row.leaf_hash)
+    return "0"
+
+
+def _seed_plant(running: Running, console: Console) -> None:
+    """Participants (keys made here, bound on chain), supplier records, a plant's EPCIS
+    history, the shipped models' predictions, and a checkpoint anchored on chain."""
+    service = running.service
+    dep = service.dep
     writer = service.writer()
     for pid, name, role in PARTICIPANTS:
         try:
@@ -48,7 +116,6 @@ def seed(running: Running, *, base_url: str, console: Console | None = None) -> 
             signer = Signer.generate()
             save_key(dep.home, pid, signer)
             writer.enrol(pid, name, [role], signer)
-        keys[pid] = create_api_key(dep.store, pid, role, "demo", registry=dep.registry)
     service.registry_changed()
 
     rng = random.Random(11)
@@ -75,15 +142,14 @@ def seed(running: Running, *, base_url: str, console: Console | None = None) -> 
 
     runner = service.runner
     assert runner is not None, "the server registers its models before seeding"
-    scored = _score_engines(service, runner) + _score_images(service, runner)
+    _score_engines(service, runner)
+    _score_images(service, runner)
     cp = (running.sequencer or Sequencer(dep.log, running.chain)).step(force=True)
     if cp is not None:
         cp = dep.log.checkpoint_at(cp.size)
         console.print(
             f"anchored checkpoint size {cp.size} in block {cp.block_number} on chain {cp.chain_id}"
         )
-    _print_guide(console, keys, base_url, scored)
-    return keys
 
 
 def _score_engines(service: Any, runner: Any) -> list[dict[str, Any]]:
@@ -132,26 +198,28 @@ def _score_images(service: Any, runner: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _print_guide(
-    console: Console, keys: dict[str, str], base: str, scored: list[dict[str, Any]]
-) -> None:
+def _print_guide(console: Console, keys: dict[str, str], base: str, record: str) -> None:
+    """The keys and commands to paste. Each is written whole, never wrapped at the console's
+    width: a curl line broken in two fails when pasted."""
     console.rule("[bold]forgeproof demo plant")
     for who, key in keys.items():
-        console.print(f"  {who:<18} {key}")
-    some = scored[0]["id"] if scored else "0"
-    a = '-H "Authorization: Bearer $AUDITOR"'
+        console.print(f"  {who:<18} {key}", soft_wrap=True, highlight=False)
     console.print(
-        f"""
-[bold]Try it[/] (the server is starting on {base}; API docs at {base}/docs):
-
-  export AUDITOR={keys["tuv-audit"]}
-  export MAINT={keys["fixit-services"]}
-  curl -s {a} '{base}/v1/records?kind=prediction&limit=3'
-  curl -s {a} {base}/v1/records/{some}/receipt > r.json
-  curl -s {a} -H 'content-type: application/json' -d @r.json {base}/v1/verify
-  curl -s -H "Authorization: Bearer $MAINT" '{base}/v1/feed?limit=5'
-  curl -s {a} '{base}/v1/epcis/events?eventType=TransformationEvent&perPage=2'
-  python3 -c 'import json,sys; json.dump(json.load(sys.stdin)["receipt"], sys.stdout)' \\
-      < r.json > receipt.json && forgeproof verify receipt.json --offline
-"""
+        f"\n[bold]Try it[/] (the server is starting on {base}; API docs at {base}/docs):\n",
+        soft_wrap=True,
+        highlight=False,
     )
+    a = '-H "Authorization: Bearer $AUDITOR"'
+    lines = [
+        f"export AUDITOR={keys['tuv-audit']}",
+        f"export MAINT={keys['fixit-services']}",
+        f"curl -s {a} '{base}/v1/records?kind=prediction&limit=3'",
+        f"curl -s {a} {base}/v1/records/{record}/receipt > r.json",
+        f"curl -s {a} -H 'content-type: application/json' -d @r.json {base}/v1/verify",
+        f"curl -s -H \"Authorization: Bearer $MAINT\" '{base}/v1/feed?limit=5'",
+        f"curl -s {a} '{base}/v1/epcis/events?eventType=TransformationEvent&perPage=2'",
+        "forgeproof verify r.json --offline",
+    ]
+    for line in lines:
+        console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
+    console.print()

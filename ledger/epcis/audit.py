@@ -20,6 +20,8 @@ and the standalone docs/examples/verify_receipt.py check it. `verify_audit` chec
 as a whole: every receipt, that each payload hashes to its eventID (CBV 2.0), that proofs lead
 to the listed checkpoints, and that every edge of the drawn graph follows from the events'
 own content, and that whoever the bundle says asserted an event is who signed its record.
+`read_export` reads the bundle out of either file of the export; `forgeproof verify-export`
+runs `verify_audit` on it, with the chain's checks of every receipt given `--rpc`.
 
 `audit_html` draws the genealogy as inline SVG in a self-contained page (nothing fetched, no
 network; one line of script scrolls the subject into view), with the events in a table and the
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -45,7 +48,13 @@ from ledger.epcis.index import IN_ROLES, OUT_ROLES, index_entry
 from ledger.epcis.vocab import NEEDS_REVIEW
 from ledger.errors import InputError, LedgerError, VerificationError
 from ledger.log import Checkpoint, Log
-from ledger.receipts import Verdict, build_receipt, verify_receipt, write_json_atomic
+from ledger.receipts import (
+    Verdict,
+    build_receipt,
+    loads_strict,
+    verify_receipt,
+    write_json_atomic,
+)
 from ledger.records import hex0x, utc_now
 from ledger.signing import Domain
 
@@ -232,6 +241,28 @@ def _explains(claimed: str, stored: str, payload: dict[str, Any]) -> bool:
     return claimed == event_hash_id(type_first)
 
 
+# The bundle as `audit_html` embeds it: "</" written "<\/" inside, so this end tag is its end.
+_EMBEDDED = re.compile(rb'<script type="application/json" id="bundle">(.*?)</script>', re.S)
+
+
+def read_export(data: bytes) -> Any:
+    """The bundle in either file of an auditor's export (`write_audit`): the JSON itself, or
+    the page with the bundle embedded; read strictly, as receipts are (duplicate keys refused).
+
+    Raises:
+        InputError: neither JSON nor a page with an embedded bundle, or malformed JSON.
+    """
+    if data.lstrip()[:1] != b"<":
+        return loads_strict(data)
+    found = _EMBEDDED.search(data)
+    if found is None:
+        raise InputError(
+            'an HTML page without the bundle (<script type="application/json" id="bundle">) '
+            "that an auditor's export page carries"
+        )
+    return loads_strict(found.group(1))
+
+
 # --- the page ----------------------------------------------------------------------------------
 
 _COLOURS = {"transformation": "#1f4e79", "aggregation": "#7f7f7f", "association": "#7030a0"}
@@ -385,6 +416,7 @@ def audit_html(bundle: dict[str, Any]) -> str:
         generated=html.escape(bundle["generated_at"]),
         size=cp["size"],
         root=html.escape(cp["root"]),
+        chain=int(bundle["domain"]["chainId"]),
         anchored=anchored,
         legend=legend,
         svg=_svg(bundle),
