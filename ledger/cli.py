@@ -882,12 +882,13 @@ def _read_only_chain(url: str, receipt: object) -> Any:
 
     from ledger.chain import ChainClient
 
+    # The contract the signature binds (the EIP-712 domain), never the anchor's claim: a forged
+    # receipt could name a contract of its own making there, with a registry and anchors to
+    # match. The anchor check then compares the claimed contract with this one.
     contract = None
     if isinstance(receipt, dict):
-        anchor, domain = receipt.get("anchor"), receipt.get("domain")
-        contract = (anchor.get("contract") if isinstance(anchor, dict) else None) or (
-            domain.get("verifyingContract") if isinstance(domain, dict) else None
-        )
+        domain = receipt.get("domain")
+        contract = domain.get("verifyingContract") if isinstance(domain, dict) else None
     if not isinstance(contract, str) or not contract:
         fail("the receipt names no contract to check on chain")
     try:

@@ -360,6 +360,9 @@ def verify_receipt(
     v = Verdict()
     try:
         r = parse_receipt(data)
+        # A payload RFC 8785 cannot write (an integer past 2^53, a lone surrogate, NaN) is no
+        # record of this format: refused here, as a failed check, not raised.
+        canonical = r.record.canonical_bytes()
     except LedgerError as exc:
         v.add("format", "failed", str(exc))
         return v
@@ -372,7 +375,7 @@ def verify_receipt(
             f"receipt is for {r.domain.to_json()}, expected {expected_domain.to_json()}",
         )
 
-    data_hash = commitment(r.record.canonical_bytes())
+    data_hash = commitment(canonical)
     leaf = hash_leaf(data_hash)
     if leaf == r.leaf_hash:
         v.add("canonical", "ok", f"leaf hash {hex0x(leaf)}")

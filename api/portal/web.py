@@ -8,9 +8,6 @@ are files under /static, and the policy says so (`PAGE_CSP`).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import re
 from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -148,17 +145,3 @@ def html_error(request: Request, status: int, code: str, detail: str) -> Respons
 
 def who(caller: Caller) -> str:
     return f"{caller.participant} ({caller.role})"
-
-
-_INLINE = {
-    tag: re.compile(rf"<{tag}(?![^>]*\bsrc=)[^>]*>(.*?)</{tag}>", re.S | re.I)
-    for tag in ("script", "style")
-}
-
-
-def inline_hashes(html: str, tag: str = "script") -> list[str]:
-    """CSP sources for each inline script (or style) of `html`, by SHA-256."""
-    return [
-        "'sha256-" + base64.b64encode(hashlib.sha256(m.group(1).encode()).digest()).decode() + "'"
-        for m in _INLINE[tag].finditer(html)
-    ]

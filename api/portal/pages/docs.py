@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
-from api.portal.web import inline_hashes
+from api.portal.csp import inline_hashes
 
 router = APIRouter(include_in_schema=False)
 VENDOR = "/static/vendor"

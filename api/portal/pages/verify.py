@@ -12,21 +12,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from api.deps import ServiceDep
-from api.portal.web import inline_hashes
+from api.portal.verifier import content_security_policy, standalone_page
 
 router = APIRouter(prefix="/verify", include_in_schema=False)
-# Inline scripts and styles by hash; fetches to this site (receipts, exports) and to whichever
-# JSON-RPC node the user names, for reading the chain.
-VERIFY_CSP = (
-    "default-src 'none'; script-src {scripts}; style-src {styles}; img-src 'self' data:; "
-    "connect-src 'self' http: https:; form-action 'none'; frame-ancestors 'none'; "
-    "base-uri 'none'"
-)
 
 
 def _page(service: ServiceDep, *, back_link: str | None) -> str:
-    from api.portal.verifier import standalone_page
-
     rpc = service.dep.chain_url
     return standalone_page(
         rpc_url=rpc if rpc and rpc.startswith("http") else None, back_link=back_link
@@ -34,10 +25,7 @@ def _page(service: ServiceDep, *, back_link: str | None) -> str:
 
 
 def _response(html: str, **headers: str) -> HTMLResponse:
-    policy = VERIFY_CSP.format(
-        scripts=" ".join(inline_hashes(html)) or "'none'",
-        styles=" ".join(inline_hashes(html, "style")) or "'none'",
-    )
+    policy = content_security_policy(html)
     return HTMLResponse(html, headers={"Content-Security-Policy": policy, **headers})
 
 
