@@ -2,7 +2,9 @@
 
 - operator, manufacturer, auditor: everything;
 - supplier, model publisher: the records they produced;
-- maintainer: predictions about the assets assigned to it.
+- maintainer: predictions and inspections about the assets assigned to it (what a model said
+  about the machines it services; an inspection is about an asset when its payload names one,
+  see `api.service.record_tags`).
 
 Every path that hands out records goes through it: reading one, listing, the feed, receipts
 (the fast path included), exports and webhook deliveries (`api.service`, which delivers a record
@@ -27,8 +29,10 @@ from api.tables import AssetAssignment, RecordTag
 from ledger.log import StoredRecord
 from ledger.store.models import RecordRow
 
-# The only kind a maintenance partner receives: what a model predicted about its assets.
-MAINTAINER_KINDS = frozenset({"prediction"})
+# What a maintenance partner reads about its assets: what a model predicted (remaining life)
+# and what it found on inspection (a verdict, with its Grad-CAM overlay kept beside it).
+# Webhooks deliver exactly these too (`api.service`), as they deliver what a GET allows.
+MAINTAINER_KINDS = frozenset({"prediction", "inspection"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,26 @@ def assigned_assets(conn: Connection, participant: str) -> set[str]:
             select(AssetAssignment.asset).where(AssetAssignment.maintainer == participant)
         ).scalars()
     )
+
+
+def readable_assets(conn: Connection, caller: Caller) -> dict[str, list[str]]:
+    """The assets `caller` may look at, each with its maintenance partners: a maintainer's own
+    assignments; every assignment for a caller that reads everything; none for anyone else.
+
+    A maintainer is shown only its own name beside its assets: who else services an asset is
+    not its business.
+    """
+    q = select(AssetAssignment.asset, AssetAssignment.maintainer).order_by(
+        AssetAssignment.asset, AssetAssignment.maintainer
+    )
+    if caller.role == "maintainer":
+        q = q.where(AssetAssignment.maintainer == caller.participant)
+    elif not caller.reads_everything:
+        return {}
+    out: dict[str, list[str]] = {}
+    for asset, maintainer in conn.execute(q).all():
+        out.setdefault(asset, []).append(maintainer)
+    return out
 
 
 def may_see(conn: Connection, caller: Caller, stored: StoredRecord) -> bool:

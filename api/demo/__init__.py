@@ -10,7 +10,7 @@ from sqlalchemy import insert, select
 
 from api.auth import create_api_key, list_api_keys, revoke_api_key
 from api.demo.synthetic import PlantConfig, plant_document, plant_events
-from api.predictions import export_inspection, sign_prediction
+from api.predictions import export_inspection, save_explanation, sign_prediction
 from api.server import Running
 from api.tables import AssetAssignment
 from ledger.deployment import save_key
@@ -22,6 +22,9 @@ from ledger.store import Store
 from ledger.store.models import RecordRow
 from ml.errors import MLError
 from ml.shipped import SAMPLES
+
+EVERY = 20  # cycles between an engine's predictions in the demo's history
+MILL = "rolling-mill-1"  # the asset whose output the demo's inspections judge
 
 PARTICIPANTS = [
     ("acme-steel", "ACME Steel Coils", "supplier"),
@@ -153,6 +156,8 @@ def _seed_plant(running: Running, console: Console) -> None:
 
 
 def _score_engines(service: Any, runner: Any) -> list[dict[str, Any]]:
+    """Each engine of the sample scored as its history grew, every `EVERY` cycles: the series a
+    maintenance partner sees plotted against cycles (the last point is the whole history)."""
     try:
         digest = runner.digest_for("rul")
     except NotFound:
@@ -162,26 +167,32 @@ def _score_engines(service: Any, runner: Any) -> list[dict[str, Any]]:
     predictor = runner.predictor(digest)
     out: list[dict[str, Any]] = []
     sample = next((SAMPLES / "cmapss").glob("test_FD001*.txt"))
-    # Engines too short for a window get no prediction yet; the rest are scored one by one.
     traj = read_trajectories(sample)
     for engine_id, rows in traj.engine_slices().items():
         asset = f"engine-{engine_id}"
-        try:
-            payload = predictor.predict_window(traj.rows[rows], asset=asset, source=sample.name)
-        except MLError:
-            continue
-        out.append(sign_prediction(service, "prediction", payload, "operator"))
-        with service.dep.store.transaction() as conn:
-            exists = conn.execute(
-                select(AssetAssignment).where(AssetAssignment.asset == asset)
-            ).first()
-            if exists is None:
-                row = {"asset": asset, "maintainer": "fixit-services"}
-                conn.execute(insert(AssetAssignment).values(**row))
+        history = traj.rows[rows]
+        cuts = sorted({*range(EVERY, len(history), EVERY), len(history)})
+        for cut in cuts:
+            try:
+                payload = predictor.predict_window(history[:cut], asset=asset, source=sample.name)
+            except MLError:
+                continue  # too short for the model yet: no prediction at this cycle
+            out.append(sign_prediction(service, "prediction", payload, "operator"))
+        _assign(service, asset)
     return out
 
 
+def _assign(service: Any, asset: str, maintainer: str = "fixit-services") -> None:
+    with service.dep.store.transaction() as conn:
+        exists = conn.execute(select(AssetAssignment).where(AssetAssignment.asset == asset)).first()
+        if exists is None:
+            conn.execute(insert(AssetAssignment).values(asset=asset, maintainer=maintainer))
+
+
 def _score_images(service: Any, runner: Any) -> list[dict[str, Any]]:
+    """The sample steel surfaces inspected on the rolling mill's exit: each verdict signed, its
+    Grad-CAM overlay kept beside it (the record holds the overlay's digest), the inspected item
+    captured as an EPCIS event. The mill is an asset its maintenance partner follows."""
     try:
         digest = runner.digest_for("defect")
     except NotFound:
@@ -189,12 +200,16 @@ def _score_images(service: Any, runner: Any) -> list[dict[str, Any]]:
     predictor = runner.predictor(digest)
     out: list[dict[str, Any]] = []
     for path in sorted((SAMPLES / "neu").glob("*.jpg")):
-        payload = predictor.predict_image(path)
+        payload, png = predictor.predict_image_with_overlay(path)
         item = f"urn:epc:id:sgtin:4012345.077889.{len(out) + 1}"
         payload["item"] = item
+        payload["asset"] = MILL
         signed = sign_prediction(service, "inspection", payload, "operator")
+        save_explanation(service, signed["index"], png)
         signed["epcis_event_id"] = export_inspection(service, signed, item)
         out.append(signed)
+    if out:
+        _assign(service, MILL)
     return out
 
 

@@ -291,7 +291,8 @@ def revoke(key_id: str, caller: CallerDep, service: ServiceDep) -> ApiKeyPublic:
 # ------------------------------------------------------------------------------------ assets
 @router.post("/assignments", status_code=201)
 def assign_asset(body: AssignmentCreate, caller: Operator, service: ServiceDep) -> dict[str, str]:
-    """Assign an asset to a maintenance partner: it will see that asset's predictions."""
+    """Assign an asset to a maintenance partner: it will see that asset's predictions and
+    inspections."""
     p = service.dep.registry.participant(body.maintainer)
     if "maintainer" not in p.roles:
         raise forbidden(f"{body.maintainer} is not a maintainer")

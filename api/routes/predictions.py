@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import RunsModels, ServiceDep
 from api.errors import ApiError
-from api.predictions import export_inspection, sign_prediction
+from api.predictions import export_inspection, save_explanation, sign_prediction
 from ledger.errors import NotFound
 from ml.errors import MLError
 
@@ -65,20 +65,34 @@ def predict_inspection(
     service: ServiceDep,
     image: Annotated[UploadFile, File(description="200x200 grey steel surface image")],
     item: Annotated[str | None, Form(description="EPC of the inspected item or lot")] = None,
+    asset: Annotated[
+        str | None,
+        Form(
+            max_length=128,
+            description="the machine or engine the inspected part belongs to: its maintenance "
+            "partner then reads the verdict and its Grad-CAM overlay",
+        ),
+    ] = None,
     model: Annotated[str | None, Form(description="manifest digest")] = None,
 ) -> dict[str, Any]:
-    """A quality verdict on an inspection image: class, calibrated confidence, needs_review."""
+    """A quality verdict on an inspection image: class, calibrated confidence, needs_review;
+    the Grad-CAM overlay whose digest the record signs is kept beside it."""
     runner = _runner(service)
     digest = runner.digest_for("defect", model)
     data = image.file.read()
     predictor = runner.predictor(digest)
     try:
-        payload = predictor.predict_image(data, name=image.filename or "upload")
+        payload, png = predictor.predict_image_with_overlay(data, name=image.filename or "upload")
     except MLError as exc:
         raise ApiError(422, "invalid_image", str(exc)) from None
     if item:
         payload["item"] = item
+    if asset:
+        payload["asset"] = asset
     out = sign_prediction(service, "inspection", payload, caller.participant)
+    # Kept after the record is logged: a crash in between leaves a verdict without its overlay
+    # (the pages say none is kept), never an overlay that no signed record vouches for.
+    save_explanation(service, out["index"], png)
     if item:
         out["epcis_event_id"] = export_inspection(service, out, item)
     return out

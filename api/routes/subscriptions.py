@@ -61,9 +61,9 @@ def feed(
 @router.post("/v1/subscriptions", status_code=201, response_model=SubscriptionPublic)
 def subscribe(body: SubscriptionCreate, caller: Subscriber, service: ServiceDep) -> dict[str, Any]:
     """Register a webhook: records are POSTed there, HMAC-signed with the returned secret
-    (shown once): to a maintenance partner, the predictions about its assets; to the operator,
-    the deployment's alarms. The target must be http(s) on a public address, without
-    credentials."""
+    (shown once): to a maintenance partner, the predictions and inspections about its assets;
+    to the operator, the deployment's alarms. The target must be http(s) on a public address,
+    without credentials."""
     try:
         vet(body.url, allow_private=service.settings.allow_private_webhooks)
     except TargetRefused as exc:

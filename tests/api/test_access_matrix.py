@@ -362,3 +362,72 @@ def test_forbidden_and_missing_records_look_the_same(plant: Plant) -> None:
     # Lists never show others' records either.
     listed = plant.client.get("/v1/records", headers=plant.as_("fixit")).json()["data"]
     assert [r["id"] for r in listed] == [ctx["prediction"]["id"]]
+
+
+_ASSETS = {"fixit": "engine-1", "other-maint": "engine-2"}
+
+
+@pytest.mark.parametrize("who", sorted(ALL))
+def test_may_read_visible_and_get_agree_on_predictions_and_inspections(
+    plant: Plant, who: str
+) -> None:
+    """`may_read` (webhooks, receipts), `visible` (listings) and GET /v1/records/{id} give one
+    answer for every record: a maintainer reads the predictions and the inspections about the
+    assets assigned to it, and nothing else."""
+    from sqlalchemy import select
+
+    from api.access import RecordFacts, assigned_assets, may_read, visible
+    from api.auth import Caller
+    from api.tables import RecordTag
+    from ledger.log import stored_from_row
+    from ledger.store.models import RecordRow
+
+    op = plant.as_("operator")
+    for maintainer, engine in _ASSETS.items():
+        r = plant.client.post(
+            "/v1/participants/assignments",
+            json={"asset": engine, "maintainer": maintainer},
+            headers=op,
+        )
+        assert r.status_code == 201
+    made: dict[int, tuple[str, str | None]] = {}  # leaf -> (kind, asset)
+    for kind in ("prediction", "inspection", "supplier_record"):
+        producer = "acme" if kind == "supplier_record" else "line-3"
+        for asset in ("engine-1", "engine-2", "engine-3", None):
+            payload: dict[str, Any] = {"case": f"{kind}/{asset}"}
+            if asset is not None:
+                payload["asset"] = asset
+            if kind != "supplier_record":
+                payload["model_manifest_digest"] = plant.model()
+            r = plant.submit(producer, kind=kind, **payload)
+            assert r.status_code == 201, r.text
+            made[r.json()["index"]] = (kind, asset)
+    caller = Caller(who, ROLES[who])
+    with plant.service.dep.store.reading() as conn:
+        rows = conn.execute(select(RecordRow)).all()
+        tags = dict(conn.execute(select(RecordTag.leaf_index, RecordTag.asset)).all())
+        mine = assigned_assets(conn, who)
+        sql = {r.leaf_index for r in conn.execute(visible(select(RecordRow), caller)).all()}
+    python = {
+        r.leaf_index
+        for r in rows
+        if may_read(
+            caller,
+            RecordFacts(r.kind, stored_from_row(r).participant, tags.get(r.leaf_index)),
+            mine,
+        )
+    }
+    assert sql == python
+    got = {
+        i
+        for i in made
+        if plant.client.get(f"/v1/records/{i}", headers=plant.as_(who)).status_code == 200
+    }
+    assert got == python & set(made)
+    if ROLES[who] == "maintainer":
+        assert got == {
+            i for i, (kind, asset) in made.items()
+            if kind in ("prediction", "inspection") and asset == _ASSETS[who]
+        }  # fmt: skip
+    elif who in READ_ALL:
+        assert got == set(made)

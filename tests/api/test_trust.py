@@ -522,8 +522,12 @@ def test_webhooks_deliver_exactly_what_a_get_allows(plant: Plant) -> None:
         r["index"]
         for r in plant.client.get("/v1/feed", params={"limit": 500}, headers=fixit).json()["data"]
     }
-    assert delivered == readable == listed == feed
-    assert readable == {i for i, k, _, rel in submitted if k == "prediction" and rel == "assigned"}
+    assert delivered == readable == listed
+    assert readable == {
+        i for i, k, _, rel in submitted if k in ("prediction", "inspection") and rel == "assigned"
+    }
+    # The feed is the predictions alone (a maintainer's work list); it never shows more.
+    assert feed == {i for i, k, _, rel in submitted if k == "prediction" and rel == "assigned"}
     assert readable  # the matrix holds deliverable records at all
 
 

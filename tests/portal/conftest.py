@@ -21,8 +21,10 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One Chromium per test module: Playwright's sync API keeps an event loop running while it
+    is open, which would refuse `asyncio.run` to whatever test the worker runs next."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
