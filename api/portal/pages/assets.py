@@ -377,7 +377,7 @@ def _band(level: str, series: list[RulPoint], x: Any, y: Any) -> str:
 
 
 def _legend() -> str:
-    lx, ly = W - RIGHT - 330, 10
+    lx, ly = W - RIGHT - 360, 10
     return (
         f'<g class="legend" transform="translate({lx},{ly})">'
         '<line x1="0" x2="22" y1="7" y2="7" stroke="#1f4e79" stroke-width="2"/>'
@@ -385,6 +385,6 @@ def _legend() -> str:
         '<text x="28" y="11">RUL predicted</text>'
         '<rect x="130" y="1" width="22" height="12" fill="#1f4e79" fill-opacity="0.41"/>'
         '<text x="158" y="11">80 % interval</text>'
-        '<rect x="240" y="1" width="22" height="12" fill="#1f4e79" fill-opacity="0.16"/>'
-        '<text x="268" y="11">90 % interval</text></g>'
+        '<rect x="262" y="1" width="22" height="12" fill="#1f4e79" fill-opacity="0.16"/>'
+        '<text x="290" y="11">90 % interval</text></g>'
     )
