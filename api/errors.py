@@ -111,7 +111,18 @@ def _answer(
     render = getattr(request.app.state, "html_error", None)
     if render is not None and request.url.path.startswith(HTML_PREFIXES):
         return render(request, status, code, detail)
+    # A person who opened an API link in a browser (an export's page, a receipt) has no Bearer
+    # header to send: they are shown the way in through the portal, not a 401 document.
+    to_portal = getattr(request.app.state, "browser_sign_in", None)
+    if status == 401 and to_portal is not None and _navigating(request):
+        return to_portal(request)
     return problem(status, code, detail, headers=headers)
+
+
+def _navigating(request: Request) -> bool:
+    """A browser loading a page (its Accept names HTML first), not a program calling the API."""
+    accept = request.headers.get("accept", "")
+    return request.method == "GET" and accept.startswith("text/html")
 
 
 def install(app: FastAPI) -> None:

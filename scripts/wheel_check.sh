@@ -2,7 +2,8 @@
 # CI: build the wheel, install it into a fresh virtual environment outside the checkout, and use
 # it there: `forgeproof up --demo` long enough to fetch /healthz and a receipt, and
 # `forgeproof ml predict` with a shipped model on a shipped sample. Proves that the contract
-# artifact, the shipped models and the samples travel inside the package.
+# artifact, the shipped models, the samples and the portal's pages and bundles travel inside
+# the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -57,6 +58,14 @@ $py -c "import json, sys; json.dump(json.load(open(sys.argv[1]))['receipt'], ope
   "$work/receipt.json" "$work/r.json"
 "$work/venv/bin/forgeproof" verify "$work/r.json" --offline
 echo "receipt of record 0: $(head -c 100 "$work/r.json")..."
+# The portal travels too: its pages, its verifier and the vendored bundles are package data.
+for path in /signin /verify /docs /static/portal.css /static/vendor/ethers.umd.min.js \
+  /static/vendor/swagger-ui-bundle.js /static/vendor/redoc.standalone.js; do
+  curl -fsS -o /dev/null "http://127.0.0.1:$port$path" || { echo "portal: $path missing" >&2; exit 1; }
+done
+grep -q "ForgeproofVerify" <(curl -fsS "http://127.0.0.1:$port/verify") ||
+  { echo "portal: /verify carries no verifier" >&2; exit 1; }
+echo "portal: sign-in, verifier, API docs and their bundles served from the wheel"
 
 sample=$($py -c "from ml.shipped import sample; print(sample('cmapss/test_FD001.txt'))")
 "$work/venv/bin/forgeproof" ml predict --model rul-fd001 --input "$sample" -o "$work/rul.jsonl"

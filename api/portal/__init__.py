@@ -28,6 +28,7 @@ def install(app: FastAPI) -> None:
     for module in (signin, verify, docs, records, audit, assets, operator):
         app.include_router(module.router)
     app.state.html_error = web.html_error
+    app.state.browser_sign_in = web.browser_sign_in
 
     @app.exception_handler(web.SignInRequired)
     async def _sign_in(_: Request, exc: web.SignInRequired) -> RedirectResponse:

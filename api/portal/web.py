@@ -8,6 +8,7 @@ are files under /static, and the policy says so (`PAGE_CSP`).
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -145,3 +146,26 @@ def html_error(request: Request, status: int, code: str, detail: str) -> Respons
 
 def who(caller: Caller) -> str:
     return f"{caller.participant} ({caller.role})"
+
+
+# API pages a person may open in a browser, and where the portal shows the same thing.
+_PORTAL_TWIN = [
+    (re.compile(r"/v1/genealogy(/audit)?"), "/portal/audit/trace?id={id}"),
+    (re.compile(r"/v1/records/(?P<record>[^/]+)(/receipt)?"), "/portal/records/{record}"),
+]
+
+
+def browser_sign_in(request: Request) -> Response:
+    """The API's 401, for a browser: the same content is in the portal, behind sign-in."""
+    target = "/"
+    for pattern, twin in _PORTAL_TWIN:
+        if m := pattern.fullmatch(request.url.path):
+            names = {"id": request.query_params.get("id", ""), **m.groupdict()}
+            target = twin.format(**{k: quote(v or "", safe="") for k, v in names.items()})
+            break
+    response = render(
+        request, "api_sign_in.html", None, status=401, target=target,
+        sign_in=f"/signin?next={quote(target, safe='')}",
+    )  # fmt: skip
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response

@@ -137,3 +137,25 @@ def test_a_supplier_is_refused_the_auditors_pages(live_portal: LivePortal, page:
         assert response.status == 403
         assert lot not in page.content()
     assert page.locator('nav a[href="/portal/audit"]').count() == 0
+
+
+def test_an_api_export_link_opened_in_a_browser_leads_through_sign_in(
+    live_portal: LivePortal, page: Any
+) -> None:
+    """The export's API address, opened in a browser, used to show a 401 JSON document: the
+    browser has no Bearer header. It now shows the way in, and lands on the same export."""
+    lot = _a_demo_lot(live_portal)
+    response = page.goto(
+        f"{live_portal.url}/v1/genealogy/audit?id={quote(lot, safe='')}&format=html"
+    )
+    assert response.status == 401
+    assert "Authorization: Bearer" in page.locator("#api-sign-in").inner_text()
+    page.click("#to-portal")
+    page.fill("#api_key", live_portal.keys["tuv-audit"])
+    page.click("button[type=submit]")
+    page.wait_for_selector("#signed-in")
+    assert "/portal/audit/trace?id=" in page.url
+    assert lot in page.locator("h1").inner_text()
+    # A program calling the API still gets problem+json.
+    r = httpx.get(f"{live_portal.url}/v1/genealogy/audit", params={"id": lot})
+    assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
