@@ -8,9 +8,11 @@ sweeps, as in Sugiyama-style layouts), which untangles most crossings of a plant
 
 from __future__ import annotations
 
+import html
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 NODE_W = 232
 NODE_H = 38
@@ -102,3 +104,37 @@ def layout(
             )
     width = 2 * MARGIN + len(order) * (NODE_W + COL_GAP) - COL_GAP
     return placed, width, height
+
+
+EDGE_COLOURS = {"transformation": "#1f4e79", "aggregation": "#7f7f7f", "association": "#7030a0"}
+
+
+def edges_svg(edges: Iterable[Mapping[str, Any]], placed: Mapping[str, Placed]) -> list[str]:
+    """The arrow markers and one curved path per edge (`source` → `target`, its `relation` and
+    the leaves of the `events` that drew it, as a tooltip), for an SVG of laid-out nodes.
+    Transformations are solid, aggregations and associations dashed."""
+    parts = ["<defs>"]
+    for rel, colour in EDGE_COLOURS.items():
+        parts.append(
+            f'<marker id="arrow-{rel}" viewBox="0 0 10 10" refX="10" refY="5" '
+            f'markerWidth="7" markerHeight="7" orient="auto">'
+            f'<path d="M0,0 L10,5 L0,10 z" fill="{colour}"/></marker>'
+        )
+    parts.append("</defs>")
+    for e in edges:
+        a, b = placed.get(e["source"]), placed.get(e["target"])
+        if a is None or b is None:
+            continue
+        x1, y1, x2, y2 = a.x + NODE_W, a.y + NODE_H / 2, b.x, b.y + NODE_H / 2
+        mid = (x1 + x2) / 2
+        rel = e["relation"]
+        dash = ' stroke-dasharray="5,4"' if rel != "transformation" else ""
+        leaves = ", ".join(map(str, e["events"]))
+        title = f"{rel}: {e['source']} → {e['target']} (leaf {leaves})"
+        parts.append(
+            f'<path class="edge {html.escape(rel)}" d="M{x1:.1f},{y1:.1f} C{mid:.1f},{y1:.1f} '
+            f'{mid:.1f},{y2:.1f} {x2:.1f},{y2:.1f}" fill="none" '
+            f'stroke="{EDGE_COLOURS.get(rel, "#444")}" stroke-width="1.6"{dash} '
+            f'marker-end="url(#arrow-{html.escape(rel)})"><title>{html.escape(title)}</title></path>'
+        )
+    return parts

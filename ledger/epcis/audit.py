@@ -40,7 +40,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from ledger.epcis._layout import NODE_H, NODE_W, Placed, layout
+from ledger.epcis._layout import EDGE_COLOURS, NODE_H, NODE_W, Placed, edges_svg, layout
 from ledger.epcis.errors import NotCheckpointed
 from ledger.epcis.genealogy import Genealogy
 from ledger.epcis.hashid import ORDER_SENSITIVE, event_hash_id
@@ -265,8 +265,6 @@ def read_export(data: bytes) -> Any:
 
 # --- the page ----------------------------------------------------------------------------------
 
-_COLOURS = {"transformation": "#1f4e79", "aggregation": "#7f7f7f", "association": "#7030a0"}
-
 
 def _short(identifier: str) -> str:
     for prefix in ("urn:epc:class:", "urn:epc:id:", "urn:epc:idpat:"):
@@ -301,32 +299,8 @@ def _svg(bundle: dict[str, Any]) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
         f'aria-label="genealogy of {html.escape(root)}">',
-        "<defs>",
     ]
-    for rel, colour in _COLOURS.items():
-        parts.append(
-            f'<marker id="arrow-{rel}" viewBox="0 0 10 10" refX="10" refY="5" '
-            f'markerWidth="7" markerHeight="7" orient="auto">'
-            f'<path d="M0,0 L10,5 L0,10 z" fill="{colour}"/></marker>'
-        )
-    parts.append("</defs>")
-    for e in g["edges"]:
-        a, b = placed.get(e["source"]), placed.get(e["target"])
-        if a is None or b is None:
-            continue
-        x1, y1 = a.x + NODE_W, a.y + NODE_H / 2
-        x2, y2 = b.x, b.y + NODE_H / 2
-        mid = (x1 + x2) / 2
-        rel = e["relation"]
-        dash = ' stroke-dasharray="5,4"' if rel != "transformation" else ""
-        leaves = ", ".join(map(str, e["events"]))
-        title = f"{rel}: {e['source']} → {e['target']} (leaf {leaves})"
-        parts.append(
-            f'<path class="edge" d="M{x1:.1f},{y1:.1f} C{mid:.1f},{y1:.1f} '
-            f'{mid:.1f},{y2:.1f} {x2:.1f},{y2:.1f}" fill="none" '
-            f'stroke="{_COLOURS.get(rel, "#444")}" stroke-width="1.6"{dash} '
-            f'marker-end="url(#arrow-{rel})"><title>{html.escape(title)}</title></path>'
-        )
+    parts += edges_svg(g["edges"], placed)
     for node, p in placed.items():
         parts.append(_node_svg(node, p, root, hops.get(node, 0), status.get(node)))
     parts.append("</svg>")
@@ -403,7 +377,7 @@ def audit_html(bundle: dict[str, Any]) -> str:
             about.setdefault(leaf, []).append(f"{_short(e['source'])} → {_short(e['target'])}")
     # Classes, not style attributes: the page's Content-Security-Policy names its one
     # stylesheet by hash and allows no inline styles beside it.
-    legend = "".join(f'<span><i class="sw sw-{r}"></i>{r}</span>' for r in _COLOURS)
+    legend = "".join(f'<span><i class="sw sw-{r}"></i>{r}</span>' for r in EDGE_COLOURS)
     template = Template(
         resources.files("ledger.epcis").joinpath("templates", "audit.html").read_text("utf-8")
     )

@@ -167,3 +167,31 @@ def plant(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Plant]:
         p = make_plant(tmp_path / "home", database_url=url)
         yield p
         close_plant(p)
+
+
+def readable_by_policy(plant: Plant, caller: Any) -> set[int]:
+    """The leaves `caller` may read, by the access policy in SQL (`visible`) and in Python
+    (`may_read`), checked to agree."""
+    from sqlalchemy import select
+
+    from api.access import RecordFacts, assigned_assets, may_read, visible
+    from api.tables import RecordTag
+    from ledger.log import stored_from_row
+    from ledger.store.models import RecordRow
+
+    with plant.service.dep.store.reading() as conn:
+        rows = conn.execute(select(RecordRow)).all()
+        tags = dict(conn.execute(select(RecordTag.leaf_index, RecordTag.asset)).all())
+        mine = assigned_assets(conn, caller.participant)
+        sql = {r.leaf_index for r in conn.execute(visible(select(RecordRow), caller)).all()}
+    python = {
+        r.leaf_index
+        for r in rows
+        if may_read(
+            caller,
+            RecordFacts(r.kind, stored_from_row(r).participant, tags.get(r.leaf_index)),
+            mine,
+        )
+    }
+    assert sql == python
+    return python

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ledger.signing import Signer, sign_key_binding
-from tests.api.conftest import PLANT, Plant
+from tests.api.conftest import PLANT, Plant, readable_by_policy
 
 ROLES = {pid: role for pid, role in PLANT}
 ALL = set(ROLES)
@@ -374,13 +374,8 @@ def test_may_read_visible_and_get_agree_on_predictions_and_inspections(
     """`may_read` (webhooks, receipts), `visible` (listings) and GET /v1/records/{id} give one
     answer for every record: a maintainer reads the predictions and the inspections about the
     assets assigned to it, and nothing else."""
-    from sqlalchemy import select
 
-    from api.access import RecordFacts, assigned_assets, may_read, visible
     from api.auth import Caller
-    from api.tables import RecordTag
-    from ledger.log import stored_from_row
-    from ledger.store.models import RecordRow
 
     op = plant.as_("operator")
     for maintainer, engine in _ASSETS.items():
@@ -402,22 +397,7 @@ def test_may_read_visible_and_get_agree_on_predictions_and_inspections(
             r = plant.submit(producer, kind=kind, **payload)
             assert r.status_code == 201, r.text
             made[r.json()["index"]] = (kind, asset)
-    caller = Caller(who, ROLES[who])
-    with plant.service.dep.store.reading() as conn:
-        rows = conn.execute(select(RecordRow)).all()
-        tags = dict(conn.execute(select(RecordTag.leaf_index, RecordTag.asset)).all())
-        mine = assigned_assets(conn, who)
-        sql = {r.leaf_index for r in conn.execute(visible(select(RecordRow), caller)).all()}
-    python = {
-        r.leaf_index
-        for r in rows
-        if may_read(
-            caller,
-            RecordFacts(r.kind, stored_from_row(r).participant, tags.get(r.leaf_index)),
-            mine,
-        )
-    }
-    assert sql == python
+    python = readable_by_policy(plant, Caller(who, ROLES[who]))
     got = {
         i
         for i in made

@@ -29,7 +29,7 @@ from ledger.registry import Registry
 from ledger.sequencer import Sequencer
 from ledger.signing import Signer, sign_key_binding, sign_key_change
 from ledger.store.models import RegistryEventRow
-from tests.api.conftest import Plant
+from tests.api.conftest import Plant, readable_by_policy
 from tests.ledger.testonly.registry import forge_key
 
 
@@ -537,11 +537,7 @@ def test_webhooks_deliver_exactly_what_a_get_allows(plant: Plant) -> None:
 def test_may_read_and_its_sql_agree(plant: Plant, role: str) -> None:
     """The policy in Python (webhooks, the receipt fast path) and as SQL (listings) agree on
     every record for every role."""
-    from api.access import RecordFacts, assigned_assets, may_read, visible
     from api.auth import Caller
-    from api.tables import RecordTag
-    from ledger.log import stored_from_row
-    from ledger.store.models import RecordRow
 
     op = plant.as_("operator")
     plant.client.post(
@@ -560,22 +556,7 @@ def test_may_read_and_its_sql_agree(plant: Plant, role: str) -> None:
         "model_publisher": "modelworks",
         "operator": "operator",
     }[role]
-    caller = Caller(participant, role)
-    with plant.service.dep.store.reading() as conn:
-        rows = conn.execute(select(RecordRow)).all()
-        tags = dict(conn.execute(select(RecordTag.leaf_index, RecordTag.asset)).all())
-        mine = assigned_assets(conn, participant)
-        sql = {r.leaf_index for r in conn.execute(visible(select(RecordRow), caller)).all()}
-    python = {
-        r.leaf_index
-        for r in rows
-        if may_read(
-            caller,
-            RecordFacts(r.kind, stored_from_row(r).participant, tags.get(r.leaf_index)),
-            mine,
-        )
-    }
-    assert sql == python
+    readable_by_policy(plant, Caller(participant, role))
 
 
 def test_forgeproof_epcis_sign_makes_what_capture_signed_takes(plant: Plant, tmp_path: Any) -> None:

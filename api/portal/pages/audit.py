@@ -28,7 +28,7 @@ from api.routes import models as api_models
 from api.routes import participants as api_participants
 from api.routes import records as api_records
 from api.service import Service
-from ledger.epcis._layout import NODE_H, NODE_W, layout
+from ledger.epcis._layout import NODE_H, NODE_W, edges_svg, layout
 from ledger.epcis.vocab import NEEDS_REVIEW
 from ledger.registry import MODEL_ROLES
 
@@ -380,30 +380,9 @@ class GenealogyView:
         parts = [
             f'<svg xmlns="http://www.w3.org/2000/svg" id="genealogy" width="{width:.0f}" '
             f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
-            f'aria-label="genealogy of {html.escape(self.root)}"><defs>'
+            f'aria-label="genealogy of {html.escape(self.root)}">',
+            *edges_svg(self.edges, placed),
         ]
-        for rel, colour in EDGE_COLOURS.items():
-            parts.append(
-                f'<marker id="arrow-{rel}" viewBox="0 0 10 10" refX="10" refY="5" '
-                f'markerWidth="7" markerHeight="7" orient="auto">'
-                f'<path d="M0,0 L10,5 L0,10 z" fill="{colour}"/></marker>'
-            )
-        parts.append("</defs>")
-        for e in self.edges:
-            a, b = placed.get(e["source"]), placed.get(e["target"])
-            if a is None or b is None:
-                continue
-            x1, y1, x2, y2 = a.x + NODE_W, a.y + NODE_H / 2, b.x, b.y + NODE_H / 2
-            mid = (x1 + x2) / 2
-            rel = e["relation"]
-            leaves = ", ".join(map(str, e["events"]))
-            title = f"{rel}: {e['source']} → {e['target']} (leaf {leaves})"
-            parts.append(
-                f'<path class="edge {rel}" d="M{x1:.1f},{y1:.1f} C{mid:.1f},{y1:.1f} '
-                f'{mid:.1f},{y2:.1f} {x2:.1f},{y2:.1f}" fill="none" '
-                f'stroke="{EDGE_COLOURS.get(rel, "#444")}" marker-end="url(#arrow-{rel})">'
-                f"<title>{html.escape(title)}</title></path>"
-            )
         for node, p in placed.items():
             parts.append(self._node(node, p.x, p.y, link(node), node == selected))
         parts.append("</svg>")
@@ -432,6 +411,3 @@ class GenealogyView:
             f'<text x="{x + 10:.1f}" y="{y + 30:.1f}" class="sub">'
             f"{html.escape(where)}  {html.escape(badge)}</text></g></a>"
         )
-
-
-EDGE_COLOURS = {"transformation": "#1f4e79", "aggregation": "#7f7f7f", "association": "#7030a0"}

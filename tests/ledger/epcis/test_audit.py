@@ -112,7 +112,7 @@ def test_page_is_self_contained(bundle: dict[str, Any], tmp_path: Path) -> None:
     embedded = re.search(r'<script type="application/json" id="bundle">(.*?)</script>', page, re.S)
     assert embedded and json.loads(embedded.group(1)) == bundle
     assert page.count('<g class="node') == len(bundle["genealogy"]["nodes"])
-    assert page.count('<path class="edge"') == len(bundle["genealogy"]["edges"])
+    assert page.count('<path class="edge ') == len(bundle["genealogy"]["edges"])
     assert "node lot root" in page
     assert audit_html(bundle) == page
 
