@@ -220,6 +220,8 @@ def _print_guide(console: Console, keys: dict[str, str], base: str, record: str)
     for who, key in keys.items():
         console.print(f"  {who:<18} {key}", soft_wrap=True, highlight=False)
     console.print(
+        f"\n[bold]In a browser[/]: open {base}/ and sign in with one of the keys above (each"
+        f" partner sees its own portal); anyone can check a receipt at {base}/verify.\n"
         f"\n[bold]Try it[/] (the server is starting on {base}; API docs at {base}/docs):\n",
         soft_wrap=True,
         highlight=False,
