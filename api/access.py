@@ -4,7 +4,8 @@
 - supplier, model publisher: the records they produced;
 - maintainer: predictions and inspections about the assets assigned to it (what a model said
   about the machines it services; an inspection is about an asset when its payload names one,
-  see `api.service.record_tags`).
+  see `api.service.record_tags`), and the alarms that name one of them (a model's broken
+  promises, `api.promises`: the alarm lists its assets in `record_assets`).
 
 Every path that hands out records goes through it: reading one, listing, the feed, receipts
 (the fast path included), exports and webhook deliveries (`api.service`, which delivers a record
@@ -21,11 +22,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.engine import Connection
 
 from api.auth import Caller
-from api.tables import AssetAssignment, RecordTag
+from api.tables import AssetAssignment, RecordAsset, RecordTag
 from ledger.log import StoredRecord
 from ledger.store.models import RecordRow
 
@@ -33,15 +34,19 @@ from ledger.store.models import RecordRow
 # and what it found on inspection (a verdict, with its Grad-CAM overlay kept beside it).
 # Webhooks deliver exactly these too (`api.service`), as they deliver what a GET allows.
 MAINTAINER_KINDS = frozenset({"prediction", "inspection"})
+# Records about several assets at once (`RecordAsset`): read by the maintainers of any of them.
+MULTI_ASSET_KINDS = frozenset({"alarm"})
 
 
 @dataclass(frozen=True, slots=True)
 class RecordFacts:
-    """What the policy looks at: a record's kind, producer and the asset it is about."""
+    """What the policy looks at: a record's kind, producer, the asset it is about and, for a
+    record about several (an alarm), those assets."""
 
     kind: str
     producer: str
     asset: str | None
+    assets: frozenset[str] = frozenset()
 
 
 def may_read(caller: Caller, facts: RecordFacts, assigned: Collection[str]) -> bool:
@@ -50,6 +55,8 @@ def may_read(caller: Caller, facts: RecordFacts, assigned: Collection[str]) -> b
     if caller.reads_everything:
         return True
     if caller.role == "maintainer":
+        if facts.kind in MULTI_ASSET_KINDS:
+            return any(a in assigned for a in facts.assets)
         return (
             facts.kind in MAINTAINER_KINDS and facts.asset is not None and facts.asset in assigned
         )
@@ -62,10 +69,17 @@ def visible(query: Select[Any], caller: Caller) -> Select[Any]:
         return query
     if caller.role == "maintainer":
         mine = select(AssetAssignment.asset).where(AssetAssignment.maintainer == caller.participant)
-        return query.where(
+        tagged = and_(
             RecordRow.kind.in_(MAINTAINER_KINDS),
             RecordRow.leaf_index.in_(select(RecordTag.leaf_index).where(RecordTag.asset.in_(mine))),
         )
+        named = and_(
+            RecordRow.kind.in_(MULTI_ASSET_KINDS),
+            RecordRow.leaf_index.in_(
+                select(RecordAsset.leaf_index).where(RecordAsset.asset.in_(mine))
+            ),
+        )
+        return query.where(or_(tagged, named))
     return query.where(RecordRow.participant == caller.participant)
 
 
@@ -102,10 +116,22 @@ def may_see(conn: Connection, caller: Caller, stored: StoredRecord) -> bool:
     if caller.reads_everything:
         return True
     asset = None
+    assets: frozenset[str] = frozenset()
     assigned: set[str] = set()
     if caller.role == "maintainer":
         asset = conn.execute(
             select(RecordTag.asset).where(RecordTag.leaf_index == stored.index)
         ).scalar()
+        if stored.kind in MULTI_ASSET_KINDS:
+            assets = record_assets(conn, stored.index)
         assigned = assigned_assets(conn, caller.participant)
-    return may_read(caller, RecordFacts(stored.kind, stored.participant, asset), assigned)
+    return may_read(caller, RecordFacts(stored.kind, stored.participant, asset, assets), assigned)
+
+
+def record_assets(conn: Connection, leaf_index: int) -> frozenset[str]:
+    """The assets a record about several names (`RecordAsset`)."""
+    return frozenset(
+        conn.execute(
+            select(RecordAsset.asset).where(RecordAsset.leaf_index == leaf_index)
+        ).scalars()
+    )

@@ -260,6 +260,70 @@ def demo(
         fail(str(exc))
 
 
+@ml_app.command("scorecard")
+def ml_scorecard(
+    model: Annotated[str, typer.Argument(help="manifest digest (0x...) or registered model name")],
+    home: Home = DEFAULT_HOME,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(help="write the forgeproof-scorecard/1 bundle (receipts included) here"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the scorecard as JSON")] = False,
+) -> None:
+    """A registered model's scorecard, computed from the log: how its signed promises held.
+
+    Lives here, not in `ml`, because it reads the ledger (`api.scorecards`)."""
+    from sqlalchemy import select
+
+    from api.config import Settings
+    from api.scorecards import bundle as make_bundle
+    from api.scorecards import scorecard
+    from api.service import Service
+    from api.tables import ModelRow, ensure_schema
+    from ledger.receipts import write_json_atomic
+
+    dep = open_deployment(home)
+    ensure_schema(dep.store.engine)
+    with dep.store.reading() as conn:
+        digest = conn.execute(
+            select(ModelRow.digest)
+            .where((ModelRow.digest == model) | (ModelRow.name == model))
+            .order_by(ModelRow.registered_us.desc())
+            .limit(1)
+        ).scalar()
+    if digest is None:
+        fail(f"no registered model {model!r} (by digest or name) in {home}")
+    service = Service(dep, Settings(home=home))
+    try:
+        card = scorecard(service, digest)
+        if bundle is not None:
+            write_json_atomic(bundle, make_bundle(service, digest))
+    except LedgerError as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(card, indent=2))
+    else:
+        _print_scorecard(card)
+    if bundle is not None:
+        err.print(f"wrote {bundle}: check it with docs/examples/recompute_scorecard.py")
+
+
+def _print_scorecard(card: dict[str, Any]) -> None:
+    overall = card["overall"]
+    out.print(f"{card['name']} ({card['task']}) {card['model']}", highlight=False)
+    out.print(f"  settled predictions: {overall.get('n', 0)}")
+    for key in ("rmse", "mae", "phm08_score", "precision", "recall", "f1", "pr_auc",
+                "accuracy", "ece"):  # fmt: skip
+        if overall.get(key) is not None:
+            out.print(f"  {key:<12} {overall[key]:.4f}")
+    for level, c in overall.get("coverage", {}).items():
+        lo, hi = c["wilson95"]
+        out.print(
+            f"  coverage {level}% {c['rate']:.3f} ({c['covered']}/{c['n']}, Wilson 95% "
+            f"{lo:.3f}-{hi:.3f}, one-sided p {c['p_value']:.2g})"
+        )
+
+
 def main() -> None:
     app()
 

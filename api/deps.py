@@ -63,6 +63,8 @@ Operator = Annotated[Caller, Depends(require("operator"))]
 Writer = Annotated[Caller, Depends(require("supplier", "manufacturer", "operator"))]
 RunsModels = Annotated[Caller, Depends(require("manufacturer", "operator"))]
 Publisher = Annotated[Caller, Depends(require("model_publisher", "operator"))]
+# Scorecards: who audits models (auditors, the operator) and who answers for them (publishers).
+ScorecardReader = Annotated[Caller, Depends(require("auditor", "operator", "model_publisher"))]
 Maintainer = Annotated[Caller, Depends(require("maintainer"))]
 # Webhooks: maintenance partners (their assets' predictions), the operator (alarms).
 Subscriber = Annotated[Caller, Depends(require("maintainer", "operator"))]

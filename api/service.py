@@ -15,12 +15,14 @@ from api.access import RecordFacts, may_read
 from api.auth import Caller, FailureThrottle, KeyCache
 from api.config import Settings
 from api.monitor import Monitor
+from api.outcomes import OUTCOME_KIND, check_outcome
 from api.receipts import CachedAnchors, ReceiptCache, key_facts
 from api.tables import (
     AlarmRow,
     AssetAssignment,
     Delivery,
     ModelRow,
+    RecordAsset,
     RecordTag,
     Subscription,
     ensure_schema,
@@ -171,7 +173,15 @@ class Service:
         """
         accepted = check_record(record, signature, self.dep.domain, self.key_snapshot())
         self.check_citation(record)
-        return self.append([accepted], [record.payload])[0]
+        settled = None
+        if record.kind == OUTCOME_KIND:
+            settled = check_outcome(self, record)  # before appending: a refusal changes nothing
+        appended = self.append([accepted], [record.payload])[0]
+        if settled is not None and not appended.duplicate:
+            from api.promises import evaluate  # imports the scorecards, which import the log
+
+            evaluate(self, settled.models)
+        return appended
 
     def check_citation(self, record: Record) -> None:
         """A prediction or inspection must cite a registered model manifest.
@@ -259,9 +269,12 @@ class Service:
             if source is not None:
                 source.forget()
 
-    def set_alarm(self, name: str, *, raised: bool, facts: dict[str, Any]) -> int | None:
+    def set_alarm(
+        self, name: str, *, raised: bool, facts: dict[str, Any], assets: Sequence[str] = ()
+    ) -> int | None:
         """Raise or clear alarm `name` with an operator-signed `alarm` record, delivered to the
-        operator's webhooks; returns its leaf index, or None when the alarm already was in that
+        operator's webhooks and, when it names `assets`, to their maintainers (who may read
+        it, `api.access`); returns its leaf index, or None when the alarm already was in that
         state. Once per change whatever the number of processes: the state is read and changed
         under the log's lock, in the transaction that appends the record.
 
@@ -293,7 +306,24 @@ class Service:
             ).rowcount
             if not done:
                 app.conn.execute(insert(AlarmRow).values(name=name, **state))
+            tag_asset, model = record_tags(payload)
+            if tag_asset or model:
+                app.conn.execute(
+                    insert(RecordTag).values(
+                        leaf_index=appended.index, asset=tag_asset, model=model
+                    )
+                )
+            named = sorted(set(assets))
+            if named:
+                app.conn.execute(
+                    insert(RecordAsset), [{"leaf_index": appended.index, "asset": a} for a in named]
+                )
             self._enqueue_for_operators(app.conn, appended.index)
+            if named:
+                facts_ = RecordFacts("alarm", dep.operator, tag_asset, frozenset(named))
+                self._enqueue_deliveries(
+                    app.conn, [{"leaf_index": appended.index, "asset": None}], [facts_], named
+                )
         return appended.index
 
     def _enqueue_for_operators(self, conn: Any, leaf_index: int) -> None:
@@ -339,14 +369,19 @@ class Service:
             return capture_signed(self.dep.log, submissions, domain=self.dep.domain, keys=keys)
 
     def _enqueue_deliveries(
-        self, conn: Any, tags: list[dict[str, Any]], facts: list[RecordFacts]
+        self,
+        conn: Any,
+        tags: list[dict[str, Any]],
+        facts: list[RecordFacts],
+        named: Sequence[str] = (),
     ) -> None:
         """Transactional outbox: deliveries are written with the record, or not at all.
 
         A subscription gets a record exactly when its owner, as a maintainer, could read it
-        (`api.access.may_read`): webhooks never deliver what a GET would refuse.
+        (`api.access.may_read`): webhooks never deliver what a GET would refuse. `named`: the
+        assets records about several name (an alarm), whose maintainers are asked too.
         """
-        assets = {t["asset"] for t in tags if t["asset"]}
+        assets = {t["asset"] for t in tags if t["asset"]} | set(named)
         if not assets:
             return
         subs = conn.execute(

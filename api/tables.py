@@ -183,3 +183,13 @@ class Explanation(Base):
 
     leaf_index: Mapped[int] = mapped_column(RowKey, primary_key=True, autoincrement=False)
     png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class RecordAsset(Base):
+    """The assets a record is about beyond its one tag: an alarm on a model's broken promises
+    names every asset whose outcomes showed it, and their maintainers read it (`api.access`)."""
+
+    __tablename__ = "record_assets"
+
+    leaf_index: Mapped[int] = mapped_column(RowKey, primary_key=True, autoincrement=False)
+    asset: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)

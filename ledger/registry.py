@@ -57,6 +57,10 @@ KIND_ROLES: dict[str, frozenset[str]] = {
     "inspection": MODEL_ROLES,
     "model_manifest": frozenset({"operator", "model_publisher"}),
     "alarm": frozenset({"operator"}),  # the deployment's own health (api.monitor)
+    # What was observed afterwards (a failure, a reviewer's label), settling predictions: signed
+    # by whoever runs the plant and the models, never by a model's publisher, who would be
+    # grading its own promises (docs/scorecards.md).
+    "outcome": MODEL_ROLES,
 }
 
 

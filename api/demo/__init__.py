@@ -146,6 +146,9 @@ def _seed_plant(running: Running, console: Console) -> None:
     runner = service.runner
     assert runner is not None, "the server registers its models before seeding"
     _score_engines(service, runner)
+    drift = _score_drift(service, runner)
+    if drift is not None:
+        console.print(drift, highlight=False)
     _score_images(service, runner)
     cp = (running.sequencer or Sequencer(dep.log, running.chain)).step(force=True)
     if cp is not None:
@@ -180,6 +183,67 @@ def _score_engines(service: Any, runner: Any) -> list[dict[str, Any]]:
             out.append(sign_prediction(service, "prediction", payload, "operator"))
         _assign(service, asset)
     return out
+
+
+DRIFT_CUTS = (0.45, 0.65, 0.85)  # where each FD002 engine's history is cut, as a share of life
+
+
+def _score_drift(service: Any, runner: Any) -> str | None:
+    """A model scored outside what it knows: the FD001 model on FD002 training engines (six
+    operating conditions where FD001 has one), each cut at `DRIFT_CUTS` of its life and
+    scored, then its failure (the trajectory's last cycle: training engines run to failure)
+    logged as an operator-signed outcome settling those predictions. Each outcome re-checks
+    the model's promises (`api.promises`); its interval coverage collapses and the alarm is
+    signed and delivered to the operator and the engines' maintainer. Returns a line saying
+    what happened (None without a RUL model or the sample)."""
+    from api.promises import alarm_name
+    from api.scorecards import scorecard
+    from api.tables import AlarmRow
+    from ml.data.cmapss import read_trajectories
+
+    try:
+        digest = runner.digest_for("rul")
+    except NotFound:
+        return None
+    sample = SAMPLES / "cmapss" / "train_FD002.txt"
+    if not sample.is_file():
+        return None
+    predictor = runner.predictor(digest)
+    traj = read_trajectories(sample)
+    dep = service.dep
+    signer = dep.signer(dep.operator)
+    for engine_id, rows in traj.engine_slices().items():
+        asset = f"fd002-engine-{engine_id}"
+        _assign(service, asset)  # first: the alarm reaches the maintainer of these engines
+        history = traj.rows[rows]
+        settles = []
+        for share in DRIFT_CUTS:
+            cut = max(1, round(len(history) * share))
+            try:
+                payload = predictor.predict_window(history[:cut], asset=asset, source=sample.name)
+            except MLError:
+                continue
+            settles.append(sign_prediction(service, "prediction", payload, "operator")["id"])
+        if not settles:
+            continue
+        observed = {"failure_cycle": int(history[-1, 1])}
+        outcome = {"settles": settles, "asset": asset, "observed": observed,
+                   "source": f"{sample.name}: the trajectory's last cycle"}  # fmt: skip
+        record = Record.new("outcome", outcome, participant=dep.operator, address=signer.address)
+        service.submit(record, signer.sign(dep.domain, record))
+    card = scorecard(service, digest)["overall"]
+    with dep.store.reading() as conn:
+        raised = conn.execute(
+            select(AlarmRow.raised_by).where(AlarmRow.name == alarm_name(digest))
+        ).scalar()
+    cov = card.get("coverage", {}).get("90")
+    if cov is None:
+        return None
+    return (
+        f"drift: FD001 model on {card['n']} FD002 cuts: 90% interval coverage {cov['rate']:.2f} "
+        f"(one-sided p {cov['p_value']:.2g}), RMSE {card['rmse']:.1f}; "
+        + (f"alarm raised (record {raised})" if raised is not None else "no alarm")
+    )
 
 
 def _assign(service: Any, asset: str, maintainer: str = "fixit-services") -> None:

@@ -8,10 +8,11 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from api.deps import CallerDep, Publisher, ServiceDep
+from api.deps import CallerDep, Publisher, ScorecardReader, ServiceDep
 from api.errors import forbidden
 from api.manifests import manifest_public, register_manifest
 from api.schemas import RecordCreate
+from api.scorecards import bundle, scorecard
 from api.tables import ModelRow
 from ledger.errors import NotFound
 from ledger.ingest import parse_submission
@@ -59,3 +60,31 @@ def get_model(digest: str, caller: CallerDep, service: ServiceDep) -> dict[str, 
     if row is None:
         raise NotFound(f"no model with manifest digest {digest}")
     return manifest_public(service, row)
+
+
+def _scored(digest: str, caller: ScorecardReader, service: ServiceDep) -> None:
+    """A publisher answers for its own models: it reads their scorecards, not its rivals'."""
+    with service.dep.store.reading() as conn:
+        row = conn.execute(select(ModelRow.publisher).where(ModelRow.digest == digest)).first()
+    if row is None:
+        raise NotFound(f"no model with manifest digest {digest}")
+    if caller.role == "model_publisher" and row.publisher != caller.participant:
+        raise forbidden("a model publisher reads the scorecards of its own models")
+
+
+@router.get("/{digest}/scorecard")
+def get_scorecard(digest: str, caller: ScorecardReader, service: ServiceDep) -> dict[str, Any]:
+    """How the model's signed promises held, from the log: errors, interval coverage with its
+    confidence interval, F1/PR-AUC or accuracy and calibration; overall, per month, per asset."""
+    _scored(digest, caller, service)
+    return scorecard(service, digest)
+
+
+@router.get("/{digest}/scorecard/bundle")
+def get_scorecard_bundle(
+    digest: str, caller: ScorecardReader, service: ServiceDep
+) -> dict[str, Any]:
+    """`forgeproof-scorecard/1`: the scorecard over the latest checkpoint with the receipts of
+    every prediction and outcome it used (docs/examples/recompute_scorecard.py checks it)."""
+    _scored(digest, caller, service)
+    return bundle(service, digest)

@@ -122,12 +122,32 @@ def list_records(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> RecordsPublic:
     """Records the caller may see, oldest first, filtered; cursor pagination."""
+    return select_records(
+        caller, service, kinds=(kind,) if kind else None, producer=producer, model=model,
+        asset=asset, since=since, until=until, cursor=cursor, limit=limit,
+    )  # fmt: skip
+
+
+def select_records(
+    caller: CallerDep,
+    service: ServiceDep,
+    *,
+    kinds: tuple[str, ...] | None = None,
+    producer: str | None = None,
+    model: str | None = None,
+    asset: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> RecordsPublic:
+    """`list_records` for routes that list records of several kinds (the feed)."""
     after = cursor_int(cursor, "after")
     q = visible(select(RecordRow), caller).where(
         RecordRow.leaf_index > (-1 if after is None else after)
     )
-    if kind:
-        q = q.where(RecordRow.kind == kind)
+    if kinds:
+        q = q.where(RecordRow.kind.in_(kinds))
     if producer:
         q = q.where(RecordRow.participant == producer)
     if since:

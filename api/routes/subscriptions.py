@@ -20,6 +20,9 @@ from api.webhooks import TargetRefused, vet
 from ledger.registry import now_us
 
 router = APIRouter(tags=["delivery"])
+# A maintainer's work list: what the models said, and the alarms saying a model broke its
+# promises about these assets (`api.promises`); the rest it may read is under /v1/records.
+FEED_KINDS = ("prediction", "alarm")
 
 
 class SubscriptionCreate(BaseModel):
@@ -54,8 +57,9 @@ def feed(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> RecordsPublic:
-    """Signed predictions for the assets assigned to the calling maintenance partner."""
-    return records.list_records(caller, service, kind="prediction", cursor=cursor, limit=limit)
+    """Signed predictions for the assets assigned to the calling maintenance partner, and the
+    alarms on broken model promises that name those assets."""
+    return records.select_records(caller, service, kinds=FEED_KINDS, cursor=cursor, limit=limit)
 
 
 @router.post("/v1/subscriptions", status_code=201, response_model=SubscriptionPublic)

@@ -175,13 +175,16 @@ def readable_by_policy(plant: Plant, caller: Any) -> set[int]:
     from sqlalchemy import select
 
     from api.access import RecordFacts, assigned_assets, may_read, visible
-    from api.tables import RecordTag
+    from api.tables import RecordAsset, RecordTag
     from ledger.log import stored_from_row
     from ledger.store.models import RecordRow
 
     with plant.service.dep.store.reading() as conn:
         rows = conn.execute(select(RecordRow)).all()
         tags = dict(conn.execute(select(RecordTag.leaf_index, RecordTag.asset)).all())
+        named: dict[int, set[str]] = {}
+        for leaf, asset in conn.execute(select(RecordAsset.leaf_index, RecordAsset.asset)).all():
+            named.setdefault(leaf, set()).add(asset)
         mine = assigned_assets(conn, caller.participant)
         sql = {r.leaf_index for r in conn.execute(visible(select(RecordRow), caller)).all()}
     python = {
@@ -189,7 +192,12 @@ def readable_by_policy(plant: Plant, caller: Any) -> set[int]:
         for r in rows
         if may_read(
             caller,
-            RecordFacts(r.kind, stored_from_row(r).participant, tags.get(r.leaf_index)),
+            RecordFacts(
+                r.kind,
+                stored_from_row(r).participant,
+                tags.get(r.leaf_index),
+                frozenset(named.get(r.leaf_index, ())),
+            ),
             mine,
         )
     }

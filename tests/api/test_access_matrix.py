@@ -246,6 +246,19 @@ MATRIX |= {
         ALL,
         lambda p, who, c: p.client.get(f"/v1/models/{c['model']['digest']}", headers=p.as_(who)),
     ),
+    # Auditors and the operator audit models; a publisher reads its own models' scorecards.
+    ("GET", "/v1/models/{digest}/scorecard"): (
+        {"operator", "tuv", "modelworks"},
+        lambda p, who, c: p.client.get(
+            f"/v1/models/{c['model']['digest']}/scorecard", headers=p.as_(who)
+        ),
+    ),
+    ("GET", "/v1/models/{digest}/scorecard/bundle"): (
+        {"operator", "tuv", "modelworks"},
+        lambda p, who, c: p.client.get(
+            f"/v1/models/{c['model']['digest']}/scorecard/bundle", headers=p.as_(who)
+        ),
+    ),
 }
 EPCIS_READERS = {"operator", "line-3", "tuv"}
 _EVENT = {

@@ -526,7 +526,8 @@ def test_webhooks_deliver_exactly_what_a_get_allows(plant: Plant) -> None:
     assert readable == {
         i for i, k, _, rel in submitted if k in ("prediction", "inspection") and rel == "assigned"
     }
-    # The feed is the predictions alone (a maintainer's work list); it never shows more.
+    # The feed is the predictions (and alarms naming its assets, none here: tests/api/
+    # test_promises.py) alone, a maintainer's work list; it never shows more.
     assert feed == {i for i, k, _, rel in submitted if k == "prediction" and rel == "assigned"}
     assert readable  # the matrix holds deliverable records at all
 

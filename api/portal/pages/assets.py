@@ -71,6 +71,19 @@ def _asset_of(payload: dict[str, Any]) -> str | None:
     return str(value) if value is not None else None
 
 
+def _promise_alarms(session: sessions.Session, service: Service) -> list[dict[str, Any]]:
+    """The raised alarms on models' broken promises that the caller may read (for a
+    maintainer: those naming its assets, `api.access`), the latest state of each."""
+    alarms, _ = _records(session, service, kind="alarm", asset=None)
+    latest: dict[str, dict[str, Any]] = {}
+    for r in alarms:
+        payload = _payload(r)
+        name = str(payload.get("alarm", ""))
+        if name.startswith("promise:"):
+            latest[name] = {"index": r.index, "created_at": r.created_at, **payload}
+    return [a for a in latest.values() if a.get("state") == "raised"]
+
+
 # --- the asset list and webhooks ---------------------------------------------------------------
 
 
@@ -92,6 +105,7 @@ def assets_page(
         session,
         assets=assets,
         latest=latest,
+        alarms=_promise_alarms(session, service),
         subscriptions=api_subscriptions.list_subscriptions(session.caller, service),
         unsubscribed=unsubscribed,
     )

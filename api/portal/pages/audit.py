@@ -23,10 +23,12 @@ from markupsafe import Markup
 from api.deps import ServiceDep
 from api.errors import ApiError
 from api.portal import sessions, web
+from api.portal.figures import coverage_svg, reliability_svg
 from api.routes import epcis as api_epcis
 from api.routes import models as api_models
 from api.routes import participants as api_participants
 from api.routes import records as api_records
+from api.scorecards import bundle, scorecard
 from api.service import Service
 from ledger.epcis._layout import NODE_H, NODE_W, edges_svg, layout
 from ledger.epcis.vocab import NEEDS_REVIEW
@@ -37,6 +39,8 @@ router = APIRouter(prefix="/portal/audit", include_in_schema=False)
 READERS = ("operator", "manufacturer", "auditor")
 ReaderSession = Annotated[sessions.Session, web.require_role(*READERS)]
 Identifier = Annotated[str, Query(min_length=1, max_length=512)]
+# Of the readers, those the API's GET /v1/models/{digest}/scorecard lets read scorecards.
+SCORECARD_READERS = ("operator", "auditor")
 
 DIGEST = re.compile(r"0x[0-9a-fA-F]{64}")
 BAD, REVIEW, GOOD = "non_conformant", NEEDS_REVIEW, "conformant"
@@ -251,6 +255,14 @@ def model_page(
             session.caller, service, kind=None, producer=None, model=digest, asset=None,
             since=None, until=None, cursor=cursor, limit=100,
         )  # fmt: skip
+    card = figure = None
+    if digest is not None and versions and session.caller.role in SCORECARD_READERS:
+        card = scorecard(service, digest)
+        overall = card["overall"]
+        if overall.get("coverage"):
+            figure = coverage_svg(overall["coverage"])
+        elif overall.get("reliability"):
+            figure = reliability_svg(overall["reliability"])
     return _render(
         request,
         "audit_model.html",
@@ -260,6 +272,21 @@ def model_page(
         versions=versions,
         rows=[_cited(r.model_dump()) for r in page.data] if page else [],
         next_cursor=page.next_cursor if page else None,
+        card=card,
+        figure=figure,
+    )
+
+
+@router.get("/model/scorecard")
+def scorecard_bundle(session: ReaderSession, service: ServiceDep, model: Identifier) -> Response:
+    """The model's `forgeproof-scorecard/1` bundle, to recompute offline
+    (docs/examples/recompute_scorecard.py)."""
+    web.check_role(session, *SCORECARD_READERS)
+    digest, versions = _resolve_model(model.strip(), _models(session, service))
+    if digest is None or not versions:
+        raise ApiError(404, "not_found", f"no registered model {model!r}")
+    return JSONResponse(
+        bundle(service, digest), headers=_attachment(f"scorecard-{digest[:12]}", "json")
     )
 
 

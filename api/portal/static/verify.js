@@ -554,6 +554,7 @@
     inspection: MODEL_ROLES,
     model_manifest: ["model_publisher", "operator"],
     alarm: ["operator"],
+    outcome: MODEL_ROLES,
   };
   const bitsToRoles = (bits) => Object.keys(ROLE_BITS).filter((r) => Number(bits) & ROLE_BITS[r]);
   const rolesForKind = (kind) => (Object.prototype.hasOwnProperty.call(KIND_ROLES, kind) ? KIND_ROLES[kind] : WRITING_ROLES);
