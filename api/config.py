@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -27,3 +28,6 @@ class Settings(BaseSettings):
     # Webhook targets on loopback, private, link-local or reserved addresses: development only.
     allow_private_webhooks: bool = False
     webhook_workers: int = 8  # deliveries in flight at once, one subscription at a time each
+    # A prediction whose input check flags its input (unlike the model's training inputs):
+    # "flag" signs it with the flag in its payload; "refuse" answers 422 and appends nothing.
+    input_policy: Literal["flag", "refuse"] = "flag"

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from api.errors import ApiError
 from ledger.errors import NotFound
 from ml.errors import MLError
 from ml.manifest import ModelManifest, load_manifest
@@ -20,6 +21,26 @@ if TYPE_CHECKING:  # ml.predict imports torch: loaded on the first prediction, n
     from ml.predict import Predictor
 
 SHIPPED = MODELS  # package data of ml (ml/shipped/models)
+
+
+def apply_input_policy(policy: str, payload: dict[str, Any]) -> None:
+    """Honour the deployment's input policy (Settings.input_policy) for a prediction payload.
+
+    Under "flag" a flagged input is signed with its flag; under "refuse" it is not signed.
+
+    Raises:
+        ApiError: 422 `input_flagged` naming the reasons, when the policy is "refuse" and the
+            payload's input check flags its input.
+    """
+    check = payload.get("input_check")
+    if policy == "refuse" and check is not None and check["status"] == "flag":
+        raise ApiError(
+            422,
+            "input_flagged",
+            "the input does not look like the model's training inputs, and this deployment "
+            f"refuses such inputs: {'; '.join(check['reasons'])}",
+            input_check=check,
+        )
 
 
 class ModelRunner:

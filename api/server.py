@@ -173,6 +173,6 @@ def register_shipped(service: Service, runner: ModelRunner) -> None:
     operator = dep.operator
     signer = dep.signer(operator)
     for manifest in runner.manifests.values():
-        payload = manifest.model_dump(mode="json")
+        payload = manifest.as_json()
         record = Record.new("model_manifest", payload, participant=operator, address=signer.address)
         register_manifest(service, record, signer.sign(dep.domain, record))

@@ -131,6 +131,8 @@ def predict(
 
     An input that cannot be used gets an error record (with an "error" key) in its place, also
     reported on stderr; the others go on, and the exit code is 1 if there was any such record.
+    A prediction whose input check flags its input (unlike the training inputs) is written
+    with the flag, and the reasons are reported on stderr.
     """
     from ml.manifest import load_manifest
 
@@ -147,6 +149,14 @@ def predict(
                 if "error" in row:
                     failed += 1
                     typer.secho(f"error: {row['error']}", fg=typer.colors.RED, err=True)
+                check = row.get("input_check")
+                if check and check["status"] == "flag":
+                    what = row.get("asset_id") or row.get("image") or "input"
+                    typer.secho(
+                        f"flag: {what}: {'; '.join(check['reasons'])}",
+                        fg=typer.colors.YELLOW,
+                        err=True,
+                    )
         finally:
             if output:
                 sink.close()
@@ -154,3 +164,40 @@ def predict(
         _fail(exc)
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def profile(
+    model: Annotated[Path, typer.Argument(help=MODEL_HELP)],
+    data: Annotated[
+        Path, typer.Option(help="data folder with cmapss/, ai4i2020/, neu-det/")
+    ] = Path("../shared/data"),
+    check: Annotated[
+        bool, typer.Option("--check", help="compare with the committed profile, write nothing")
+    ] = False,
+) -> None:
+    """Fit a model's input profile on its training split and commit it in its manifest."""
+    from ml.manifest import load_manifest
+    from ml.profile import PROFILE_FILE, profile_bytes
+    from ml.tasks.profiling import fit_profile, write_profile
+
+    try:
+        model = _model(model)
+        fitted = fit_profile(model, data)
+        if check:
+            committed = (
+                (model / PROFILE_FILE).read_bytes() if (model / PROFILE_FILE).is_file() else b""
+            )
+            digest = load_manifest(model).input_profile_sha256
+            import hashlib
+
+            same = profile_bytes(fitted) == committed
+            ok = same and digest == "0x" + hashlib.sha256(committed).hexdigest()
+            typer.echo(json.dumps({"matches": ok, "profile_sha256": digest}, sort_keys=True))
+            if not ok:
+                raise typer.Exit(1)
+            return
+        out = write_profile(model, fitted)
+    except (MLInputError, ManifestError, FileNotFoundError) as exc:
+        _fail(exc)
+    typer.echo(json.dumps(out, indent=2, sort_keys=True))

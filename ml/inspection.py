@@ -23,6 +23,7 @@ from ml.errors import ManifestError
 from ml.gradcam import grad_cam, overlay_png
 from ml.manifest import ModelManifest, load_manifest, load_tensors
 from ml.models.defect import DefectModel, DefectNetConfig, build_model
+from ml.profile import ImageProfile, InputCheck, load_profile
 
 TASK = "defect"
 # Test-time views: the first k of the eight symmetries of the square. Defects have no
@@ -65,6 +66,7 @@ class Scored:
     logits: torch.Tensor  # (n, classes) raw
     probs: torch.Tensor  # (n, classes) softmax(logits / temperature)
     cams: torch.Tensor | None  # (n, 200, 200) Grad-CAM of the verdict, in [0, 1]
+    features: torch.Tensor  # (n, c) last-stage features, average pooled (the input check's)
 
 
 class DefectPredictor:
@@ -81,6 +83,7 @@ class DefectPredictor:
         review_threshold: float,
         classes: Sequence[str],
         views: int = 1,
+        profile: ImageProfile | None = None,
     ) -> None:
         self.model = model.fused()  # batch norms folded into the convolutions
         self.manifest = manifest
@@ -90,10 +93,12 @@ class DefectPredictor:
         self.classes = tuple(classes)
         self.input_size = model.config.input_size
         self.views = views
+        self.profile = profile  # None: no input check (a model without a profile)
 
     @classmethod
-    def from_dir(cls, model_dir: Path) -> DefectPredictor:
-        """Load `model_dir` (weights.safetensors + manifest.json) after checking its digest.
+    def from_dir(cls, model_dir: Path, *, with_profile: bool = True) -> DefectPredictor:
+        """Load `model_dir` (weights.safetensors + manifest.json) after checking its digest;
+        with its input profile unless `with_profile` is false (what fitting one needs).
 
         Raises:
             ManifestError: missing files, digest mismatch, or not a defect model.
@@ -117,6 +122,9 @@ class DefectPredictor:
             model.load_state_dict(load_tensors(model_dir))
         except (RuntimeError, ValueError) as exc:
             raise ManifestError(f"{model_dir}: weights do not fit the config: {exc}") from exc
+        profile = load_profile(model_dir, manifest.input_profile_sha256) if with_profile else None
+        if profile is not None and not isinstance(profile, ImageProfile):
+            raise ManifestError(f"{model_dir}: input profile is a {profile.kind!r} profile")
         return cls(
             model=model,
             manifest=manifest,
@@ -124,6 +132,7 @@ class DefectPredictor:
             review_threshold=threshold,
             classes=classes,
             views=views,
+            profile=profile,
         )
 
     # -- batched scoring -------------------------------------------------------------------
@@ -135,6 +144,7 @@ class DefectPredictor:
         with torch.no_grad():
             feats = self.model.features(x)  # (n, c, h, w)
             logits = self.model.classify(feats)
+            pooled = feats.mean(dim=(2, 3))  # (n, c)
             # Other views, if any: the identity's logits are already there.
             others = [self.model(t(x)) for t in _SYMMETRIES[1 : self.views]]
             if others:
@@ -146,7 +156,23 @@ class DefectPredictor:
                 self.model.classify, feats, verdicts, (images.shape[1], images.shape[2])
             )
         probs = torch.softmax(logits / self.temperature, dim=1)
-        return Scored(logits=logits, probs=probs, cams=cams)
+        return Scored(logits=logits, probs=probs, cams=cams, features=pooled)
+
+    def pooled_features(self, images: torch.Tensor, *, batch_size: int = 128) -> np.ndarray:
+        """(n, c) float64 pooled last-stage features of (n, 200, 200) uint8 images."""
+        parts = []
+        with torch.no_grad():
+            for i in range(0, len(images), batch_size):
+                x = preprocess(images[i : i + batch_size], self.input_size)
+                parts.append(self.model.features(x).mean(dim=(2, 3)).double().numpy())
+        return np.concatenate(parts)
+
+    def check(self, images: torch.Tensor, features: torch.Tensor) -> list[InputCheck | None]:
+        """The input check of each image (None for all without a profile)."""
+        if self.profile is None:
+            return [None] * len(images)
+        checks = self.profile.check_images(images.numpy(), features.double().numpy())
+        return list(checks)
 
     def probabilities(self, images: torch.Tensor, *, batch_size: int = 128) -> torch.Tensor:
         """(n, classes) calibrated probabilities, scored in batches, no explanations."""
@@ -158,13 +184,19 @@ class DefectPredictor:
     # -- records ---------------------------------------------------------------------------
 
     def record(
-        self, name: str, data: bytes, probs: torch.Tensor, png: bytes, png_path: Path | None
+        self,
+        name: str,
+        data: bytes,
+        probs: torch.Tensor,
+        png: bytes,
+        png_path: Path | None,
+        check: InputCheck | None = None,
     ) -> dict[str, Any]:
         """The prediction record for one image (what the ledger signs)."""
         p = probs.tolist()
         k = int(np.argmax(p))
         confidence = float(p[k])
-        return {
+        rec = {
             "task": TASK,
             "image": name,
             "image_sha256": sha256_bytes(data),
@@ -183,6 +215,9 @@ class DefectPredictor:
             "model": self.manifest.name,
             "model_manifest_digest": self.manifest_digest,
         }
+        if check is not None:
+            rec["input_check"] = check.to_dict()
+        return rec
 
     def error_record(self, name: str, message: str) -> dict[str, Any]:
         return {
@@ -211,7 +246,8 @@ class DefectPredictor:
         scored = self.score(torch.from_numpy(image)[None], explain=True)
         assert scored.cams is not None
         png = overlay_png(image, scored.cams[0].numpy())
-        return self.record(name, data, scored.probs[0], png, None), png
+        check = self.check(torch.from_numpy(image)[None], scored.features)[0]
+        return self.record(name, data, scored.probs[0], png, None, check), png
 
     def predict_image(
         self,
@@ -252,10 +288,11 @@ class DefectPredictor:
             images = torch.from_numpy(np.stack([img for _, _, img in pending]))
             scored = self.score(images, explain=True)
             assert scored.cams is not None
+            checks = self.check(images, scored.features)
             for i, (name, data, img) in enumerate(pending):
                 png = overlay_png(img, scored.cams[i].numpy())
                 where = _write_png(explain_dir, name, png) if explain_dir is not None else None
-                yield self.record(name, data, scored.probs[i], png, where)
+                yield self.record(name, data, scored.probs[i], png, where, checks[i])
             pending.clear()
 
         for path in paths:

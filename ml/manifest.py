@@ -24,6 +24,7 @@ from ml.errors import ManifestError
 
 WEIGHTS_FILE = "weights.safetensors"
 MANIFEST_FILE = "manifest.json"
+PROFILE_FILE = "input_profile.json"  # see ml.profile
 
 
 class ModelManifest(BaseModel):
@@ -42,9 +43,20 @@ class ModelManifest(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     library_versions: dict[str, str] = Field(default_factory=dict)
     created_at: str
+    # SHA-256 of `input_profile.json` beside the weights (ml.profile): the training inputs'
+    # profile that every prediction's input check uses. Absent from manifests without one, so
+    # their digests are what they were before profiles existed.
+    input_profile_sha256: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The manifest as JSON, without `input_profile_sha256` when there is none."""
+        d = self.model_dump(mode="json")
+        if d["input_profile_sha256"] is None:
+            del d["input_profile_sha256"]
+        return d
 
     def canonical_bytes(self) -> bytes:
-        return rfc8785.dumps(self.model_dump(mode="json"))
+        return rfc8785.dumps(self.as_json())
 
     def digest(self) -> str:
         """0x-prefixed SHA-256 of the canonical manifest: the id predictions cite."""
@@ -114,11 +126,16 @@ def save_model(
         library_versions=library_versions(),
         created_at=utc_now(),
     )
+    write_manifest(model_dir, manifest)
+    return manifest
+
+
+def write_manifest(model_dir: Path, manifest: ModelManifest) -> None:
+    """Write `manifest.json` into `model_dir` atomically (sorted keys, 2-space indent)."""
     path = model_dir / MANIFEST_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(manifest.as_json(), indent=2, sort_keys=True) + "\n")
     tmp.replace(path)
-    return manifest
 
 
 def load_manifest(model_dir: Path) -> ModelManifest:
@@ -142,6 +159,17 @@ def load_manifest(model_dir: Path) -> ModelManifest:
         raise ManifestError(
             f"{weights}: SHA-256 is {found}, manifest says {manifest.weights_sha256}"
         )
+    if manifest.input_profile_sha256 is not None:
+        profile = model_dir / PROFILE_FILE
+        if not profile.is_file():
+            raise ManifestError(
+                f"{model_dir}: manifest commits an input profile, no {PROFILE_FILE}"
+            )
+        found = sha256_file(profile)
+        if found != manifest.input_profile_sha256:
+            raise ManifestError(
+                f"{profile}: SHA-256 is {found}, manifest says {manifest.input_profile_sha256}"
+            )
     return manifest
 
 

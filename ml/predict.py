@@ -28,7 +28,7 @@ import hashlib
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ from ml.inspection import DefectPredictor
 from ml.manifest import ModelManifest, load_manifest, load_tensors
 from ml.models.failure import FailureConfig, FailureEnsemble
 from ml.models.rul import RULConfig, RULNet
+from ml.profile import RowProfile, WindowProfile, load_profile
 
 
 def input_digest(values: np.ndarray) -> str:
@@ -75,11 +76,22 @@ def failure_probabilities(
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
+_P = TypeVar("_P")
+
+
 def _load(model_dir: Path, task: str) -> tuple[ModelManifest, dict[str, Any]]:
     manifest = load_manifest(Path(model_dir))
     if manifest.task != task:
         raise ManifestError(f"{model_dir}: a {manifest.task!r} model, expected a {task!r} model")
     return manifest, load_tensors(Path(model_dir))
+
+
+def _profile(model_dir: Path, manifest: ModelManifest, kind: type[_P]) -> _P | None:
+    """The model's input profile (None without one), checked to be of the expected kind."""
+    profile = load_profile(Path(model_dir), manifest.input_profile_sha256)
+    if profile is not None and not isinstance(profile, kind):
+        raise ManifestError(f"{model_dir}: input profile is a {profile.kind!r} profile")
+    return profile
 
 
 @runtime_checkable
@@ -118,12 +130,14 @@ class RULPredictor:
         model: RULNet,
         prep: Preprocessing,
         conformal: ConformalIntervals,
+        profile: WindowProfile | None = None,
     ) -> None:
         self.manifest = manifest
         self.manifest_digest = manifest.digest()
         self.model = model.eval()
         self.prep = prep
         self.conformal = conformal
+        self.profile = profile  # None: no input check (a model without a profile)
 
     @classmethod
     def from_dir(cls, model_dir: Path) -> RULPredictor:
@@ -140,6 +154,7 @@ class RULPredictor:
             model=model,
             prep=Preprocessing.from_dict(manifest.preprocessing),
             conformal=ConformalIntervals.from_dict(manifest.config["conformal"]),
+            profile=_profile(model_dir, manifest, WindowProfile),
         )
 
     def predict_inputs(self, inputs: np.ndarray, *, batch: int = 4096) -> np.ndarray:
@@ -159,14 +174,23 @@ class RULPredictor:
 
         Raises:
             MLInputError: wrong shape, NaN, non-integer unit/cycle, more than one engine, or
-                fewer than `min_cycles` cycles. Messages name `source` and the row.
+                fewer than `min_cycles` cycles. Messages name `source` and the row; for
+                missing values, also the input check's reasons.
         """
         arr = np.asarray(rows, dtype=np.float64)
         if arr.ndim == 2 and arr.shape[1] == N_COLUMNS - 2:
             n = len(arr)
             index = np.stack([np.ones(n), np.arange(1, n + 1)], axis=1)  # unit 1, cycles 1..n
             arr = np.concatenate([index, arr], axis=1)
-        traj = trajectories_from_rows(arr, source)
+        try:
+            traj = trajectories_from_rows(arr, source)
+        except MLInputError as exc:
+            # No model scores a gap: refused under any input policy, with the check's reasons.
+            gaps = arr.ndim == 2 and arr.shape[1] == N_COLUMNS and bool(np.isnan(arr).any())
+            if self.profile is None or not gaps:
+                raise
+            reasons = "; ".join(self.profile.check_window(arr).reasons)
+            raise MLInputError(f"{exc}; input check: {reasons}") from None
         if len(traj.engine_ids()) != 1:
             raise MLInputError(
                 f"{source}: rows of {len(traj.engine_ids())} engines, expected one engine"
@@ -184,9 +208,15 @@ class RULPredictor:
         Each engine is run on its own (forward pass and integrated gradients), so a payload is
         bit-for-bit the same whether the engine came alone or in a file of many: batched
         kernels may sum in a different order, which would change the attribution digest.
+
+        With an input profile, each payload carries `input_check` (ml.profile), and rows off
+        the model's operating conditions are normalised with the nearest one and flagged,
+        rather than refused: the deployment's policy decides whether a flag is signed.
         """
-        last = self.prep.last_windows(traj)
+        strict = self.profile is None
+        last = self.prep.last_windows(traj, strict=strict)
         sensors = self.prep.channel_sensors
+        slices = traj.engine_slices()
         with progress("predicting", len(last.units), enabled=progress_bar) as advance:
             for i, unit in enumerate(last.units):
                 x = last.inputs[i : i + 1]  # (1, window, channels)
@@ -199,7 +229,7 @@ class RULPredictor:
                         round(float(lo[0]), 3),
                         round(float(hi[0]), 3),
                     ]
-                yield {
+                payload = {
                     "kind": "rul_prediction",
                     "model": self.manifest.name,
                     "model_manifest_digest": self.manifest_digest,
@@ -212,6 +242,12 @@ class RULPredictor:
                     "intervals": intervals,
                     "explanation": summarize_window(attributions[0], sensors, last.cycles[i]),
                 }
+                if self.profile is not None:
+                    # The rows the engine's input depends on (baseline and window), as float64.
+                    rows = traj.rows[slices[unit]]
+                    rows = rows[self.prep.used_rows(len(rows))]
+                    payload["input_check"] = self.profile.check_window(rows).to_dict()
+                yield payload
                 advance()
 
 
@@ -227,12 +263,14 @@ class FailurePredictor:
         model: FailureEnsemble,
         scaler: ai4i.Scaler,
         threshold: float,
+        profile: RowProfile | None = None,
     ) -> None:
         self.manifest = manifest
         self.manifest_digest = manifest.digest()
         self.model = model.eval()
         self.scaler = scaler
         self.threshold = threshold
+        self.profile = profile  # None: no input check (a model without a profile)
 
     @classmethod
     def from_dir(cls, model_dir: Path) -> FailurePredictor:
@@ -249,6 +287,7 @@ class FailurePredictor:
             model=model,
             scaler=ai4i.Scaler.from_dict(manifest.preprocessing["scaler"]),
             threshold=float(manifest.config["threshold"]),
+            profile=_profile(model_dir, manifest, RowProfile),
         )
 
     def inputs(self, raw: np.ndarray) -> np.ndarray:
@@ -264,12 +303,13 @@ class FailurePredictor:
     ) -> Iterator[dict[str, Any]]:
         """One payload per row, in file order (each row run on its own, see RUL)."""
         x = self.inputs(rows.raw)
+        checks = self.profile.check_rows(rows.raw) if self.profile is not None else None
         with progress("predicting", len(rows), enabled=progress_bar) as advance:
             for i in range(len(rows)):
                 with torch.inference_mode():
                     prob = float(self.model(torch.from_numpy(x[i : i + 1]))[0])
                 attributions, _ = integrated_gradients(self.model, x[i : i + 1])
-                yield {
+                payload = {
                     "kind": "failure_risk",
                     "model": self.manifest.name,
                     "model_manifest_digest": self.manifest_digest,
@@ -282,6 +322,9 @@ class FailurePredictor:
                     "failure_predicted": bool(prob >= self.threshold),
                     "explanation": summarize_features(attributions[0], ai4i.FEATURE_NAMES),
                 }
+                if checks is not None:
+                    payload["input_check"] = checks[i].to_dict()
+                yield payload
                 advance()
 
     def predict_one(

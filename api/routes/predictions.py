@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from api.deps import RunsModels, ServiceDep
 from api.errors import ApiError
 from api.predictions import export_inspection, save_explanation, sign_prediction
+from api.runner import apply_input_policy
 from ledger.errors import NotFound
 from ml.errors import MLError
 
@@ -45,7 +46,8 @@ def _runner(service: Any) -> Any:
 
 @router.post("/rul", status_code=201, response_model=PredictionPublic)
 def predict_rul(body: RULRequest, caller: RunsModels, service: ServiceDep) -> dict[str, Any]:
-    """Remaining useful life for an asset from its cycle history, with 80% and 90% intervals."""
+    """Remaining useful life for an asset from its cycle history, with 80% and 90% intervals
+    and the input check (refused with 422 `input_flagged` under the `refuse` input policy)."""
     import numpy as np
 
     runner = _runner(service)
@@ -56,6 +58,7 @@ def predict_rul(body: RULRequest, caller: RunsModels, service: ServiceDep) -> di
         payload = predictor.predict_window(window, asset=body.asset)
     except MLError as exc:
         raise ApiError(422, "invalid_input", str(exc)) from None
+    apply_input_policy(service.settings.input_policy, payload)
     return sign_prediction(service, "prediction", payload, caller.participant)
 
 
@@ -85,6 +88,7 @@ def predict_inspection(
         payload, png = predictor.predict_image_with_overlay(data, name=image.filename or "upload")
     except MLError as exc:
         raise ApiError(422, "invalid_image", str(exc)) from None
+    apply_input_policy(service.settings.input_policy, payload)
     if item:
         payload["item"] = item
     if asset:

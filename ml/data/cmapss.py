@@ -254,11 +254,13 @@ class OperatingConditions:
         found.assign(traj, layout=subset or f"{k} condition(s)")
         return found
 
-    def assign(self, traj: Trajectories, *, layout: str = "") -> np.ndarray:
-        """Regime index of every row, shape (n_rows,).
+    def assign(self, traj: Trajectories, *, layout: str = "", strict: bool = True) -> np.ndarray:
+        """Regime index of every row, shape (n_rows,): the nearest regime. Not `strict`, a row
+        outside tolerance of every regime gets its nearest one too (an input check flags it).
 
         Raises:
-            MLInputError: a row is outside tolerance of every regime (names file and line).
+            MLInputError: `strict` and a row is outside tolerance of every regime (names file
+                and line).
         """
         settings = traj.settings
         # (n_rows, k): largest per-setting distance, in units of the tolerance
@@ -266,7 +268,7 @@ class OperatingConditions:
         worst = dist.max(axis=2)
         labels = worst.argmin(axis=1)
         off = worst[np.arange(len(labels)), labels] > 1.0
-        if off.any():
+        if strict and off.any():
             i = int(np.argmax(off))
             near = self.centers[labels[i]]
             raise MLInputError(
@@ -316,9 +318,10 @@ class Normalizer:
             std[j] = np.where(s > 1e-8, s, 1.0)  # a constant sensor carries no wear signal
         return cls(sensors=tuple(sensors), conditions=conditions, mean=mean, std=std)
 
-    def transform(self, traj: Trajectories) -> np.ndarray:
-        """Normalised features of every row, float32 (n_rows, n_sensors)."""
-        labels = self.conditions.assign(traj)
+    def transform(self, traj: Trajectories, *, strict: bool = True) -> np.ndarray:
+        """Normalised features of every row, float32 (n_rows, n_sensors); `strict` as in
+        `OperatingConditions.assign`."""
+        labels = self.conditions.assign(traj, strict=strict)
         values = traj.sensors(self.sensors)
         return ((values - self.mean[labels]) / self.std[labels]).astype(np.float32)
 
@@ -399,9 +402,9 @@ class Preprocessing:
         sensors = list(self.normalizer.sensors)
         return sensors * 2 if self.baseline_cycles else sensors
 
-    def features(self, traj: Trajectories) -> np.ndarray:
+    def features(self, traj: Trajectories, *, strict: bool = True) -> np.ndarray:
         """(n_rows, n_sensors) float32 normalised features of every row."""
-        return self.normalizer.transform(traj)
+        return self.normalizer.transform(traj, strict=strict)
 
     def _engine_windows(self, feats: np.ndarray, ends: np.ndarray) -> np.ndarray:
         """Model inputs of one engine (its feature rows) at cycle counts `ends`."""
@@ -433,8 +436,9 @@ class Preprocessing:
         first = np.arange(min(self.baseline_cycles, n))
         return np.union1d(first, last)
 
-    def last_windows(self, traj: Trajectories) -> LastWindows:
-        """The input ending at each engine's last row: what a prediction for it sees.
+    def last_windows(self, traj: Trajectories, *, strict: bool = True) -> LastWindows:
+        """The input ending at each engine's last row: what a prediction for it sees. Not
+        `strict`, rows off every operating condition are normalised with the nearest one.
 
         Raises:
             MLInputError: an engine has fewer than `min_cycles` rows, or (with a baseline)
@@ -450,7 +454,7 @@ class Preprocessing:
                     f"{first:g}, expected its history from cycle 1 (the model compares the "
                     f"window with the engine's first {self.baseline_cycles} cycles)"
                 )
-        feats = self.features(traj)
+        feats = self.features(traj, strict=strict)
         inputs, raw, cycles = [], [], []
         for s in slices.values():
             n = s.stop - s.start

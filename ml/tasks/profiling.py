@@ -1,0 +1,149 @@
+"""Fit a saved model's input profile on its own training split, and commit it in the manifest.
+
+    forgeproof ml profile MODEL_DIR --data ../shared/data           # writes input_profile.json
+    forgeproof ml profile MODEL_DIR --data ../shared/data --check   # compares, writes nothing
+
+Only the rows, engines or images the weights were trained on are used, found from the manifest:
+  * rul: the `train` engines of `config.training.split` in the train file it names;
+  * failure: every row of the CSV it names (the shipped model's final fit uses them all);
+  * defect: the `train` part of the split recorded in `metrics.split` (checked by digest).
+The data files must be the ones the manifest's `training_data` digests name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml.errors import MLInputError
+from ml.manifest import ModelManifest, load_manifest, sha256_file, write_manifest
+from ml.profile import (
+    PROFILE_FILE,
+    ImageProfile,
+    Profile,
+    RowProfile,
+    WindowProfile,
+    profile_bytes,
+)
+
+
+def _training_file(manifest: ModelManifest, path: Path) -> Path:
+    """`path`, after checking it is the file the manifest's training data digest names."""
+    want = manifest.training_data.get(path.name)
+    if want is None:
+        raise MLInputError(f"{path.name} is not among the model's training data files")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (the model's training data)")
+    found = sha256_file(path)
+    if found != want:
+        raise MLInputError(f"{path}: SHA-256 is {found}, the manifest's training data is {want}")
+    return path
+
+
+def rul_training_rows(manifest: ModelManifest, data: Path) -> np.ndarray:
+    """(n, 26) rows of the engines the RUL model was trained on."""
+    from ml.data.cmapss import read_trajectories
+
+    name = next(iter(manifest.training_data))
+    traj = read_trajectories(_training_file(manifest, data / "cmapss" / name))
+    engines = manifest.config["training"]["split"]["train"]
+    return traj.select(engines).rows
+
+
+def fit_rul(manifest: ModelManifest, data: Path) -> WindowProfile:
+    from ml.data.cmapss import Preprocessing
+
+    prep = Preprocessing.from_dict(manifest.preprocessing)
+    rows = rul_training_rows(manifest, data)
+    split = manifest.config["training"]["split"]
+    return WindowProfile.fit(
+        rows,
+        window=prep.window,
+        sensors=prep.normalizer.sensors,
+        min_cycles=prep.min_cycles,
+        fitted_on={
+            "file": next(iter(manifest.training_data)),
+            "engines": list(split["train"]),
+            "part": "train split of config.training.split (validation and holdout not used)",
+            "windows": "every window ending at min_cycles.. of each engine, as predictions "
+            "see them",
+        },
+    )
+
+
+def fit_failure(manifest: ModelManifest, data: Path) -> RowProfile:
+    from ml.data import ai4i
+
+    name = next(iter(manifest.training_data))
+    rows = ai4i.read_rows(_training_file(manifest, data / "ai4i2020" / name), require_labels=True)
+    return RowProfile.fit(
+        rows.raw,
+        fitted_on={"file": name, "rows": len(rows), "part": "every row (the final fit's data)"},
+    )
+
+
+def fit_defect(manifest: ModelManifest, model_dir: Path, data: Path) -> ImageProfile:
+    import torch
+
+    from ml.inspection import DefectPredictor
+    from ml.tasks.defect import recreate_split
+
+    images_dir = data / "neu-det" / "IMAGES"
+    loaded, split = recreate_split(manifest, images_dir)
+    predictor = DefectPredictor.from_dir(model_dir, with_profile=False)
+    images = loaded.images[torch.from_numpy(split.train)]
+    features = predictor.pooled_features(images)
+    return ImageProfile.fit(
+        images.numpy(),
+        features,
+        loaded.labels[torch.from_numpy(split.train)].numpy(),
+        fitted_on={
+            "folder": "neu-det/IMAGES",
+            "images": len(split.train),
+            "part": "train part of metrics.split (validation and test not used)",
+            "train_digest": manifest.metrics["split"]["digests"]["train"],
+        },
+    )
+
+
+def fit_profile(model_dir: Path, data: Path) -> Profile:
+    """The input profile of the model in `model_dir`, fitted on its training split found in
+    `data` (a folder like ../shared/data).
+
+    Raises:
+        MLInputError: the data are not the model's training data, or the task is unknown.
+        FileNotFoundError: a data file is missing.
+    """
+    manifest = load_manifest(model_dir)
+    if manifest.task == "rul":
+        return fit_rul(manifest, data)
+    if manifest.task == "failure":
+        return fit_failure(manifest, data)
+    if manifest.task == "defect":
+        return fit_defect(manifest, model_dir, data)
+    raise MLInputError(f"no input profile for task {manifest.task!r}")
+
+
+def write_profile(model_dir: Path, profile: Profile) -> dict[str, Any]:
+    """Write `input_profile.json` and commit its SHA-256 in the manifest.
+
+    Returns the old and new manifest digests and the profile digest.
+    """
+    manifest = load_manifest(model_dir)
+    data = profile_bytes(profile)
+    tmp = model_dir / (PROFILE_FILE + ".tmp")
+    tmp.write_bytes(data)
+    digest = "0x" + hashlib.sha256(data).hexdigest()
+    updated = manifest.model_copy(update={"input_profile_sha256": digest})
+    # The manifest last: a crash in between leaves the old manifest, which the old profile
+    # file no longer matches, so the model refuses to load rather than check with the wrong one.
+    tmp.replace(model_dir / PROFILE_FILE)
+    write_manifest(model_dir, updated)
+    return {
+        "profile_sha256": digest,
+        "manifest_digest_before": manifest.digest(),
+        "manifest_digest": updated.digest(),
+    }
