@@ -38,6 +38,19 @@ def rate(fn: Callable[[], Any], n: int) -> float:
     return n / (time.perf_counter() - t)
 
 
+def best_of(fn: Callable[[], Any], repeats: int, *, warmup: bool = False) -> float:
+    """Best of `repeats` wall times in seconds (after one untimed call when `warmup`): the
+    machine is shared, and the minimum is the least noisy figure."""
+    if warmup:
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def report(
     title: str, columns: list[str], rows: list[list[Any]], figures: dict[str, Any], as_json: bool
 ) -> None:

@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench._common import best_of  # noqa: E402
 from ml.data.neu import list_images  # noqa: E402
 from ml.inspection import DefectPredictor  # noqa: E402
 from ml.models.defect import DefectEnsemble, DefectNetConfig  # noqa: E402
@@ -54,16 +55,6 @@ def rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float("inf")
 
 
-def timed(fn: Any, repeats: int) -> float:
-    """Best of `repeats` wall times: the machine is shared, the minimum is the least noisy."""
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def throughput(predictor: DefectPredictor, files: list[Path], quick: bool) -> dict[str, float]:
     from ml.data.neu import decode_image
 
@@ -72,12 +63,12 @@ def throughput(predictor: DefectPredictor, files: list[Path], quick: bool) -> di
     n = len(images)
     reps = 2 if quick else 3
     predictor.probabilities(images[:8])  # warm-up: first call allocates
-    batched = timed(lambda: predictor.probabilities(images, batch_size=64), reps)
+    batched = best_of(lambda: predictor.probabilities(images, batch_size=64), reps)
     # The same batches with one view: what the test-time views cost (nothing to time for one).
     views, batched_1view = predictor.views, batched
     if views > 1:
         predictor.views = 1
-        batched_1view = timed(lambda: predictor.probabilities(images, batch_size=64), reps)
+        batched_1view = best_of(lambda: predictor.probabilities(images, batch_size=64), reps)
         predictor.views = views
     # What channels-last layout gains (the same folded weights in the default NCHW layout)
     # and, for an ensemble, what its members cost (one member alone).
@@ -90,17 +81,17 @@ def throughput(predictor: DefectPredictor, files: list[Path], quick: bool) -> di
     for key, model in variants.items():
         predictor.model = model
         predictor.probabilities(images[:8])
-        other[key] = timed(lambda: predictor.probabilities(images, batch_size=64), reps)
+        other[key] = best_of(lambda: predictor.probabilities(images, batch_size=64), reps)
     predictor.model = fast
     single_n = min(n, 48 if quick else 128)
-    single = timed(
+    single = best_of(
         lambda: [predictor.probabilities(images[i : i + 1]) for i in range(single_n)], reps
     )
     e2e_n = min(n, 96 if quick else 256)
     paths = files[:e2e_n]
-    batched_e2e = timed(lambda: list(predictor.predict_files(paths, explain_dir=None)), 1)
+    batched_e2e = best_of(lambda: list(predictor.predict_files(paths, explain_dir=None)), 1)
     single_e2e_n = min(n, 24 if quick else 64)
-    single_e2e = timed(lambda: [predictor.predict_image(b) for b in blobs[:single_e2e_n]], 1)
+    single_e2e = best_of(lambda: [predictor.predict_image(b) for b in blobs[:single_e2e_n]], 1)
     figures = {
         "classify_batched_img_s": rate(n, batched),
         "classify_single_img_s": rate(single_n, single),
@@ -140,7 +131,7 @@ def time_train_steps(model_cfg: DefectNetConfig, steps: int) -> float:
         opt.step()
 
     step()  # warm-up
-    return timed(step, steps)
+    return best_of(step, steps)
 
 
 def main() -> None:

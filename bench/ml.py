@@ -30,6 +30,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench._common import best_of  # noqa: E402
 from ml.data import ai4i  # noqa: E402
 from ml.data.cmapss import read_trajectories  # noqa: E402
 from ml.data.neu import decode_image  # noqa: E402
@@ -85,13 +86,7 @@ def throughput(quick: bool) -> dict[str, Any]:
 
 
 def _best(fn: Any, repeat: int = 3) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+    return best_of(fn, repeat, warmup=True)
 
 
 def input_checks(quick: bool) -> dict[str, Any]:

@@ -31,24 +31,14 @@ from ml.predict import FailurePredictor, RULPredictor  # noqa: E402
 from ml.profile import RowProfile  # noqa: E402
 from ml.shipped import MODELS  # noqa: E402
 from ml.tasks.defect import recreate_split  # noqa: E402
-
-
-def _col(sensor: str) -> int:
-    return 5 + int(sensor[1:]) - 1
+from ml.tasks.profiling import held_out_cuts, sensor_column  # noqa: E402
 
 
 def rul_rates(data: Path) -> dict[str, float]:
     predictor = RULPredictor.from_dir(MODELS / "rul-fd001")
     profile = predictor.profile
     assert profile is not None
-    split = predictor.manifest.config["training"]["split"]
-    traj = read_trajectories(data / "cmapss" / "train_FD001.txt")
-    slices = traj.engine_slices()
-    rng = np.random.default_rng(19)
-    engines = []
-    for unit in split["validation"] + split["holdout"]:
-        rows = traj.rows[slices[unit]]
-        engines += [rows[:end].copy() for end in rng.integers(15, len(rows) + 1, size=5)]
+    engines = held_out_cuts(predictor.manifest, data)
 
     def rate(change: Callable[[np.ndarray], np.ndarray]) -> float:
         flags = [profile.check_window(change(e.copy())).status == "flag" for e in engines]
@@ -56,19 +46,20 @@ def rul_rates(data: Path) -> dict[str, float]:
 
     def stuck(rows: np.ndarray, sensor: str) -> np.ndarray:
         k = min(profile.window, len(rows))
-        rows[-k:, _col(sensor)] = rows[-k, _col(sensor)]
+        rows[-k:, sensor_column(sensor)] = rows[-k, sensor_column(sensor)]
         return rows
 
     def shift(rows: np.ndarray, sensor: str, by: float) -> np.ndarray:
-        rows[:, _col(sensor)] += by
+        rows[:, sensor_column(sensor)] += by
         return rows
 
     def swap(rows: np.ndarray, a: str, b: str) -> np.ndarray:
-        rows[:, [_col(a), _col(b)]] = rows[:, [_col(b), _col(a)]]
+        ia, ib = sensor_column(a), sensor_column(b)
+        rows[:, [ia, ib]] = rows[:, [ib, ia]]
         return rows
 
     def nan(rows: np.ndarray) -> np.ndarray:
-        rows[-1, _col("s4")] = np.nan
+        rows[-1, sensor_column("s4")] = np.nan
         return rows
 
     out = {"clean (validation + holdout engines)": 1 - rate(lambda r: r)}

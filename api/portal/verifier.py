@@ -108,6 +108,7 @@ def write_standalone(
     return out
 
 
+@lru_cache(maxsize=16)
 def content_security_policy(page: str) -> str:
     """A Content-Security-Policy for serving `page` (what `standalone_page` returns).
 

@@ -147,3 +147,27 @@ def write_profile(model_dir: Path, profile: Profile) -> dict[str, Any]:
         "manifest_digest_before": manifest.digest(),
         "manifest_digest": updated.digest(),
     }
+
+
+def sensor_column(sensor: str) -> int:
+    """The column of C-MAPSS sensor `sN` in a 26-column row (unit, cycle, 3 settings, s1..s21)."""
+    return 5 + int(sensor[1:]) - 1
+
+
+def held_out_cuts(
+    manifest: ModelManifest, data_dir: Path, *, per_engine: int = 5, seed: int = 19
+) -> list[np.ndarray]:
+    """Histories of a RUL model's validation and holdout engines (never in its profile), each
+    cut at `per_engine` random points, as a prediction would see them: the clean inputs whose
+    pass rate the profile is judged by."""
+    from ml.data.cmapss import read_trajectories
+
+    split = manifest.config["training"]["split"]
+    traj = read_trajectories(data_dir / "cmapss" / "train_FD001.txt")
+    slices = traj.engine_slices()
+    rng = np.random.default_rng(seed)
+    out: list[np.ndarray] = []
+    for unit in split["validation"] + split["holdout"]:
+        rows = traj.rows[slices[unit]]
+        out += [rows[:end].copy() for end in rng.integers(15, len(rows) + 1, size=per_engine)]
+    return out

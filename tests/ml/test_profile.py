@@ -35,7 +35,7 @@ from ml.profile import (
     profile_bytes,
 )
 from ml.shipped import MODELS
-from ml.tasks.profiling import fit_profile
+from ml.tasks.profiling import fit_profile, held_out_cuts, sensor_column
 from tests.conftest import SHARED
 from tests.ml.conftest import CMAPSS_SAMPLE, FAILURE_MODEL, RUL_MODEL, write_cmapss
 
@@ -114,24 +114,11 @@ def test_a_manifest_without_profile_keeps_its_digest() -> None:
 # -- sensor windows (rul-fd001) ------------------------------------------------------------
 
 
-def _col(sensor: str) -> int:
-    return 5 + int(sensor[1:]) - 1  # column of sN in a 26-column C-MAPSS row
-
-
 @pytest.fixture(scope="module")
 def held_out_engines(data: Path) -> list[np.ndarray]:
     """Histories of the validation and holdout engines (never in the profile), cut at 5 random
     points each, as a prediction would see them."""
-    manifest = load_manifest(RUL_MODEL)
-    split = manifest.config["training"]["split"]
-    traj = read_trajectories(data / "cmapss" / "train_FD001.txt")
-    slices = traj.engine_slices()
-    rng = np.random.default_rng(19)
-    out = []
-    for unit in split["validation"] + split["holdout"]:
-        rows = traj.rows[slices[unit]]
-        out += [rows[:end].copy() for end in rng.integers(15, len(rows) + 1, size=5)]
-    return out
+    return held_out_cuts(load_manifest(RUL_MODEL), data)
 
 
 def _flag_rate(profile: WindowProfile, engines: list[np.ndarray], change: Callable) -> float:
@@ -153,7 +140,7 @@ def test_a_stuck_sensor_is_flagged(rul_profile: WindowProfile, held_out_engines:
     def stuck(sensor: str) -> Callable[[np.ndarray], np.ndarray]:
         def change(rows: np.ndarray) -> np.ndarray:
             k = min(rul_profile.window, len(rows))
-            rows[-k:, _col(sensor)] = rows[-k, _col(sensor)]
+            rows[-k:, sensor_column(sensor)] = rows[-k, sensor_column(sensor)]
             return rows
 
         return change
@@ -166,7 +153,7 @@ def test_a_stuck_sensor_is_flagged(rul_profile: WindowProfile, held_out_engines:
 
 def test_missing_values_are_flagged(rul_profile: WindowProfile, held_out_engines: list) -> None:
     rows = held_out_engines[0].copy()
-    rows[-3:, _col("s4")] = np.nan
+    rows[-3:, sensor_column("s4")] = np.nan
     check = rul_profile.check_window(rows)
     assert check.status == "flag" and check.ood_score is None
     assert f"s4 missing in 3 of {len(rows)} rows" in check.reasons
@@ -177,7 +164,7 @@ def test_temperatures_given_in_another_unit_are_flagged(
     rul_profile: WindowProfile, held_out_engines: list, sensor: str
 ) -> None:
     def celsius(rows: np.ndarray) -> np.ndarray:
-        rows[:, _col(sensor)] -= 273.15  # the Kelvin-to-Celsius mistake
+        rows[:, sensor_column(sensor)] -= 273.15  # the Kelvin-to-Celsius mistake
         return rows
 
     assert _flag_rate(rul_profile, held_out_engines, celsius) == 1.0
@@ -193,7 +180,8 @@ def test_swapped_columns_are_flagged(
     rul_profile: WindowProfile, held_out_engines: list, a: str, b: str
 ) -> None:
     def swap(rows: np.ndarray) -> np.ndarray:
-        rows[:, [_col(a), _col(b)]] = rows[:, [_col(b), _col(a)]]
+        ia, ib = sensor_column(a), sensor_column(b)
+        rows[:, [ia, ib]] = rows[:, [ib, ia]]
         return rows
 
     assert _flag_rate(rul_profile, held_out_engines, swap) == 1.0
@@ -231,7 +219,7 @@ def test_batched_window_check_agrees_with_one_by_one(
 ) -> None:
     full = [e[-rul_profile.window :] for e in held_out_engines if len(e) >= rul_profile.window]
     windows = np.stack(full[:40])
-    windows[3, :, _col("s3")] -= 273.15
+    windows[3, :, sensor_column("s3")] -= 273.15
     batched = rul_profile.check_windows(windows).results()
     single = [rul_profile.check_window(w) for w in windows]
     assert [c.status for c in batched] == [c.status for c in single]
@@ -242,7 +230,7 @@ def test_cli_predict_reports_flags(rul: RULPredictor, tmp_path: Path) -> None:
     rows = read_trajectories(CMAPSS_SAMPLE).rows.copy()
     first = rows[:, 0] == rows[0, 0]
     idx = np.flatnonzero(first)  # the first engine: 31 cycles, all in its window
-    rows[idx, _col("s7")] = rows[idx[0], _col("s7")]
+    rows[idx, sensor_column("s7")] = rows[idx[0], sensor_column("s7")]
     path = write_cmapss(tmp_path / "stuck.txt", rows)
     out = tmp_path / "pred.jsonl"
     result = CliRunner().invoke(
