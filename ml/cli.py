@@ -201,3 +201,38 @@ def profile(
     except (MLInputError, ManifestError, FileNotFoundError) as exc:
         _fail(exc)
     typer.echo(json.dumps(out, indent=2, sort_keys=True))
+
+
+@app.command()
+def report(
+    section: Annotated[
+        list[str] | None, typer.Option(help="rul | failure | defect (repeatable; default all)")
+    ] = None,
+    data: Annotated[
+        Path, typer.Option(help="data folder with cmapss/, ai4i2020/, neu-det/")
+    ] = Path("../shared/data"),
+    seeds: Annotated[
+        str | None, typer.Option(help="comma-separated seeds (default: each section's own)")
+    ] = None,
+    quick: Annotated[bool, typer.Option(help="smoke run: fewer seeds and epochs")] = False,
+    render_only: Annotated[
+        bool, typer.Option("--render-only", help="rewrite the docs' tables, retrain nothing")
+    ] = False,
+) -> None:
+    """Recompute every ML figure the docs quote (docs/results/*.json) and rewrite their tables.
+
+    Retraining takes long (minutes for RUL, tens of minutes for the failure model, about half
+    an hour a run for the defect model): pick sections with --section.
+    """
+    from ml import report as rep
+
+    try:
+        if not render_only:
+            chosen = [int(s) for s in seeds.split(",")] if seeds else None
+            for name in section or list(rep.SECTIONS):
+                path = rep.run_section(name, data, seeds=chosen, quick=quick)
+                typer.echo(f"wrote {path}", err=True)
+        for path in rep.render_docs():
+            typer.echo(f"rewrote {path}", err=True)
+    except (MLInputError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
