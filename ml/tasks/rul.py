@@ -17,7 +17,7 @@ Protocol (docs/ml-maintenance.md has the reasoning):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ml._progress import progress
+from ml._progress import progress as progress_bar
 from ml.conformal import ConformalIntervals, coverage
 from ml.data.cmapss import (
     INFORMATIVE_SENSORS,
@@ -42,6 +43,7 @@ from ml.errors import MLInputError
 from ml.models.rul import RULConfig, RULNet
 from ml.predict import rul_predictions
 from ml.tasks import EvalArgs, PredictArgs, TrainArgs
+from ml.truncation import Truncation
 
 WINDOW = 90
 MIN_CYCLES = 15
@@ -164,64 +166,99 @@ def fit_network(
     }
 
 
-def holdout_report(
-    model: RULNet, prep: Preprocessing, traj: Trajectories, holdout: list[int], seed: int
-) -> tuple[dict[str, Any], ConformalIntervals]:
-    """Metrics on held-out engines and the conformal intervals calibrated on all of them."""
-    lengths = _lengths(traj, holdout)
-    every = all_window_ends(lengths, prep.min_cycles)
-    cuts = cut_points(lengths, seed, prep.min_cycles)
-    pred_all = rul_predictions(model, prep.windows(traj, every), cap=prep.cap)
-    true_all = targets(lengths, every, prep.cap)
-    pred_cut = rul_predictions(model, prep.windows(traj, cuts), cap=prep.cap)
-    true_cut = targets(lengths, cuts, prep.cap)
-    engine_all = np.concatenate([np.full(len(e), u) for u, e in every.items()])
-    engine_cut = np.concatenate([np.full(len(e), u) for u, e in cuts.items()])
-    # Calibration residuals: CAL_CUTS cuts per engine from their own random stream, so every
-    # engine weighs the same (all windows would weigh long-lived engines more) and the
-    # residuals follow the distribution the intervals are judged on.
-    cal_cuts = cut_points(lengths, seed, prep.min_cycles, n=CAL_CUTS, stream=5)
-    pred_cal = rul_predictions(model, prep.windows(traj, cal_cuts), cap=prep.cap)
-    true_cal = targets(lengths, cal_cuts, prep.cap)
-    engine_cal = np.concatenate([np.full(len(e), u) for u, e in cal_cuts.items()])
+def _scored(
+    model: RULNet,
+    prep: Preprocessing,
+    traj: Trajectories,
+    lengths: dict[int, int],
+    ends: dict[int, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(predictions, capped true RUL, engine id) of the windows ending at `ends`."""
+    pred = rul_predictions(model, prep.windows(traj, ends), cap=prep.cap)
+    engine = np.concatenate([np.full(len(e), u) for u, e in ends.items()])
+    return pred, targets(lengths, ends, prep.cap), engine
 
-    # Cross-fitted coverage: each half of the held-out engines is scored with intervals
-    # calibrated on the other half.
+
+Scored = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def crossfit_coverage(
+    cal: Scored, scored: Scored, groups: list[np.ndarray], cap: float
+) -> dict[str, float]:
+    """Coverage and width of intervals scored only on engines that did not calibrate them:
+    for each group of engines, calibrate on the others' residuals and score the group."""
+    hits: dict[float, list[np.ndarray]] = {lv: [] for lv in LEVELS}
+    widths: dict[float, list[np.ndarray]] = {lv: [] for lv in LEVELS}
+    for group in groups:
+        keep = ~np.isin(cal[2], group)
+        ci = _calibrate(cal[0][keep], cal[1][keep], cap)
+        m = np.isin(scored[2], group)
+        for lv in LEVELS:
+            lo, hi = ci.interval(scored[0][m], lv)
+            hits[lv].append((scored[1][m] >= lo) & (scored[1][m] <= hi))
+            widths[lv].append(hi - lo)
+    out = {}
+    for lv in LEVELS:
+        pct = round(lv * 100)
+        out[f"coverage_{pct}"] = round(float(np.mean(np.concatenate(hits[lv]))), 4)
+        out[f"width_{pct}"] = round(float(np.mean(np.concatenate(widths[lv]))), 3)
+    return out
+
+
+def holdout_report(
+    model: RULNet,
+    prep: Preprocessing,
+    traj: Trajectories,
+    holdout: list[int],
+    seed: int,
+    truncation: Truncation,
+) -> tuple[dict[str, Any], ConformalIntervals]:
+    """Metrics on held-out engines under the test-like protocol (cuts drawn as the test file
+    cuts its engines, `truncation`) and under uniform cuts, and the conformal intervals
+    calibrated on test-like cuts of all held-out engines."""
+    lengths = _lengths(traj, holdout)
+    cap = prep.cap
+    test_like = _scored(
+        model, prep, traj, lengths, truncation.cuts(lengths, seed, n=N_CUTS, stream=2)
+    )
+    # Calibration residuals: CAL_CUTS cuts per engine from their own random stream, so every
+    # engine weighs the same and the residuals follow the distribution the intervals are
+    # judged on.
+    cal = _scored(model, prep, traj, lengths, truncation.cuts(lengths, seed, n=CAL_CUTS, stream=5))
+    uniform = _scored(model, prep, traj, lengths, cut_points(lengths, seed, prep.min_cycles))
+    uniform_cal = _scored(
+        model, prep, traj, lengths, cut_points(lengths, seed, prep.min_cycles, n=CAL_CUTS, stream=5)
+    )
+    every = _scored(model, prep, traj, lengths, all_window_ends(lengths, prep.min_cycles))
+
+    # Coverage of the shipped kind of interval (calibrated on all held-out engines but one) is
+    # measured leaving one engine out at a time; the halves (calibrate on one half, score the
+    # other) are the earlier, more pessimistic estimate, kept for comparison.
     order = np.array(holdout)
     np.random.default_rng([seed, 3]).shuffle(order)
     halves = [order[: len(order) // 2], order[len(order) // 2 :]]
-    hits: dict[float, list[np.ndarray]] = {lv: [] for lv in LEVELS}
-    hits_all: dict[float, list[np.ndarray]] = {lv: [] for lv in LEVELS}
-    widths: dict[float, list[np.ndarray]] = {lv: [] for lv in LEVELS}
-    for cal, test in (halves, halves[::-1]):
-        cal_mask = np.isin(engine_cal, cal)
-        ci = _calibrate(pred_cal[cal_mask], true_cal[cal_mask], prep.cap)
-        for lv in LEVELS:
-            m = np.isin(engine_cut, test)
-            lo, hi = ci.interval(pred_cut[m], lv)
-            hits[lv].append((true_cut[m] >= lo) & (true_cut[m] <= hi))
-            widths[lv].append(hi - lo)
-            ma = np.isin(engine_all, test)
-            lo, hi = ci.interval(pred_all[ma], lv)
-            hits_all[lv].append((true_all[ma] >= lo) & (true_all[ma] <= hi))
+    singles = [np.array([u]) for u in holdout]
 
     metrics: dict[str, Any] = {
-        "protocol": "held-out engines cut at random points, last window scored",
+        "protocol": "held-out engines cut as the test file cuts its engines, last window scored",
+        "truncation": truncation.to_dict(),
         "n_engines": len(holdout),
-        "n_cuts": len(true_cut),
-        "rmse": round(rmse(pred_cut, true_cut), 4),
-        "score": round(phm08_score(pred_cut, true_cut) / N_CUTS, 4),
-        "rmse_all_windows": round(rmse(pred_all, true_all), 4),
-        "n_windows": len(true_all),
+        "n_cuts": len(test_like[1]),
+        "rmse": round(rmse(test_like[0], test_like[1]), 4),
+        "score": round(phm08_score(test_like[0], test_like[1]) / N_CUTS, 4),
+        **crossfit_coverage(cal, test_like, singles, cap),
+        "halves": crossfit_coverage(cal, test_like, halves, cap),
+        "uniform_cuts": {
+            "protocol": "cuts uniform over [min_cycles, life - 1], calibrated alike (before #19)",
+            "rmse": round(rmse(uniform[0], uniform[1]), 4),
+            "score": round(phm08_score(uniform[0], uniform[1]) / N_CUTS, 4),
+            "halves": crossfit_coverage(uniform_cal, uniform, halves, cap),
+            "halves_on_test_like_cuts": crossfit_coverage(uniform_cal, test_like, halves, cap),
+        },
+        "rmse_all_windows": round(rmse(every[0], every[1]), 4),
+        "n_windows": len(every[1]),
     }
-    for lv in LEVELS:
-        pct = round(lv * 100)
-        metrics[f"coverage_{pct}"] = round(float(np.mean(np.concatenate(hits[lv]))), 4)
-        metrics[f"coverage_{pct}_all_windows"] = round(
-            float(np.mean(np.concatenate(hits_all[lv]))), 4
-        )
-        metrics[f"width_{pct}"] = round(float(np.mean(np.concatenate(widths[lv]))), 3)
-    return metrics, _calibrate(pred_cal, true_cal, prep.cap)
+    return metrics, _calibrate(cal[0], cal[1], cap)
 
 
 def _calibrate(pred: np.ndarray, true: np.ndarray, cap: float) -> ConformalIntervals:
@@ -230,10 +267,100 @@ def _calibrate(pred: np.ndarray, true: np.ndarray, cap: float) -> ConformalInter
     )
 
 
+def fit_truncation(traj: Trajectories, train_units: list[int], test_file: Path) -> Truncation:
+    """How the subset's test file cuts its engines (ml/truncation.py), fitted on the lives of
+    the training engines and the lengths of the test file's engines; uniform cuts when there is
+    no test file beside the training file."""
+    if not test_file.is_file():
+        return Truncation.uniform(MIN_CYCLES, f"{test_file.name} not found: cuts uniform over life")
+    test = read_trajectories(test_file)
+    return Truncation.fit(
+        _lengths(traj, train_units).values(),
+        _lengths(test, test.engine_ids()).values(),
+        min_cycles=MIN_CYCLES,
+        source=test_file.name,
+    )
+
+
+def manifest_truncation(config: dict[str, Any], min_cycles: int) -> Truncation:
+    """The manifest's truncation model; uniform cuts for a model trained before it existed."""
+    if "truncation" in config:
+        return Truncation.from_dict(config["truncation"])
+    return Truncation.uniform(min_cycles, "manifest has no truncation model: cuts uniform")
+
+
 def _require(value: Any, option: str, task: str) -> Any:
     if value is None:
         raise MLInputError(f"{task} needs {option}")
     return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """The input design: window length, cycles pooled, baseline cycles (0: no baseline)."""
+
+    window: int = WINDOW
+    input_pool: int = INPUT_POOL
+    baseline_cycles: int = BASELINE_CYCLES
+
+
+@dataclass(frozen=True)
+class Fitted:
+    model: RULNet
+    config: RULConfig
+    prep: Preprocessing
+    split: dict[str, list[int]]
+    truncation: Truncation
+    conformal: ConformalIntervals
+    metrics: dict[str, Any]
+
+
+def fit(
+    train_file: Path,
+    test_file: Path,
+    subset: str,
+    seed: int,
+    *,
+    settings: TrainSettings,
+    recipe: Recipe = Recipe(),
+    show: bool = False,
+) -> Fitted:
+    """Split, preprocess, train, and measure on the held-out engines: the whole recipe."""
+    layout = subset_layout(subset)
+    started = time.perf_counter()
+    set_seed(seed)
+    traj = read_trajectories(train_file)
+    split = split_engines(traj.engine_ids(), seed)
+    train_traj = traj.select(split["train"])
+    conditions = OperatingConditions.fit(train_traj, layout.conditions, subset=subset, seed=seed)
+    normalizer = Normalizer.fit(train_traj, conditions, INFORMATIVE_SENSORS)
+    prep = Preprocessing(
+        normalizer=normalizer,
+        window=recipe.window,
+        min_cycles=MIN_CYCLES,
+        cap=CAP,
+        baseline_cycles=recipe.baseline_cycles,
+    )
+    data = {}
+    for part in ("train", "validation"):
+        lengths = _lengths(traj, split[part])
+        ends = all_window_ends(lengths, MIN_CYCLES)
+        data[part] = (prep.windows(traj, ends), targets(lengths, ends, CAP))
+    config = RULConfig(
+        n_features=len(prep.channels),
+        window=recipe.window,
+        input_pool=recipe.input_pool,
+        target_scale=CAP,
+    )
+    model, history = fit_network(
+        data["train"], data["validation"], config, settings, cap=CAP, show=show
+    )
+    truncation = fit_truncation(traj, split["train"], test_file)
+    metrics, conformal = holdout_report(model, prep, traj, split["holdout"], seed, truncation)
+    metrics.update(history)
+    metrics["train_seconds"] = round(time.perf_counter() - started, 1)
+    metrics["n_train_windows"] = len(data["train"][1])
+    return Fitted(model, config, prep, split, truncation, conformal, metrics)
 
 
 def train(args: TrainArgs) -> dict[str, Any]:
@@ -242,64 +369,39 @@ def train(args: TrainArgs) -> dict[str, Any]:
 
     data_dir = _require(args.data_dir, "--data-dir", "train --task rul")
     subset = _require(args.subset, "--subset", "train --task rul").upper()
-    layout = subset_layout(subset)
-    train_file, _ = subset_files(Path(data_dir), subset)
+    train_file, test_file = subset_files(Path(data_dir), subset)
     settings = TrainSettings(epochs=args.epochs) if args.epochs else TrainSettings()
-    started = time.perf_counter()
-    set_seed(args.seed)
-    traj = read_trajectories(train_file)
-    split = split_engines(traj.engine_ids(), args.seed)
-    train_traj = traj.select(split["train"])
-    conditions = OperatingConditions.fit(
-        train_traj, layout.conditions, subset=subset, seed=args.seed
-    )
-    normalizer = Normalizer.fit(train_traj, conditions, INFORMATIVE_SENSORS)
-    prep = Preprocessing(
-        normalizer=normalizer,
-        window=WINDOW,
-        min_cycles=MIN_CYCLES,
-        cap=CAP,
-        baseline_cycles=BASELINE_CYCLES,
-    )
-    data = {}
-    for part in ("train", "validation"):
-        lengths = _lengths(traj, split[part])
-        ends = all_window_ends(lengths, MIN_CYCLES)
-        data[part] = (prep.windows(traj, ends), targets(lengths, ends, CAP))
-    config = RULConfig(
-        n_features=len(prep.channels), window=WINDOW, input_pool=INPUT_POOL, target_scale=CAP
-    )
-    model, history = fit_network(
-        data["train"], data["validation"], config, settings, cap=CAP, show=args.progress
-    )
-    metrics, conformal = holdout_report(model, prep, traj, split["holdout"], args.seed)
-    metrics.update(history)
-    metrics["train_seconds"] = round(time.perf_counter() - started, 1)
-    metrics["n_train_windows"] = len(data["train"][1])
+    done = fit(train_file, test_file, subset, args.seed, settings=settings, show=args.progress)
     name = f"rul-{subset.lower()}"
     manifest = save_model(
         Path(args.out),
-        model.state_dict(),
+        done.model.state_dict(),
         name=name,
         task="rul",
         architecture="RULNet: 1D CNN over a window of cycles (ml/models/rul.py)",
         config={
-            "model": config.to_dict(),
+            "model": done.config.to_dict(),
             "training": {
                 **asdict(settings),
                 "seed": args.seed,
                 "subset": subset,
                 "loss": "mse",
                 "optimizer": "AdamW, cosine decay, early stopping on validation RMSE",
-                "split": split,
+                "split": done.split,
             },
-            "conformal": conformal.to_dict(),
+            "conformal": done.conformal.to_dict(),
+            "truncation": done.truncation.to_dict(),
         },
         training_data=data_digests([train_file]),
-        preprocessing={"subset": subset, **prep.to_dict()},
-        metrics=metrics,
+        preprocessing={"subset": subset, **done.prep.to_dict()},
+        metrics=done.metrics,
     )
-    return {"model": name, "out": str(args.out), "manifest_digest": manifest.digest(), **metrics}
+    return {
+        "model": name,
+        "out": str(args.out),
+        "manifest_digest": manifest.digest(),
+        **done.metrics,
+    }
 
 
 def evaluate(args: EvalArgs) -> dict[str, Any]:
@@ -327,12 +429,15 @@ def evaluate(args: EvalArgs) -> dict[str, Any]:
         traj = read_trajectories(train_file)
         seed = int(predictor.manifest.config["training"]["seed"])
         holdout = list(predictor.manifest.config["training"]["split"]["holdout"])
+        truncation = manifest_truncation(predictor.manifest.config, predictor.prep.min_cycles)
         with progress("evaluating", 1, enabled=args.progress) as advance:
-            metrics, _ = holdout_report(predictor.model, predictor.prep, traj, holdout, seed)
+            metrics, _ = holdout_report(
+                predictor.model, predictor.prep, traj, holdout, seed, truncation
+            )
             advance()
         # Plot one cut per engine (the first), as a test set would show it.
         lengths = _lengths(traj, holdout)
-        cuts = {u: e[:1] for u, e in cut_points(lengths, seed, predictor.prep.min_cycles).items()}
+        cuts = {u: e[:1] for u, e in truncation.cuts(lengths, seed, n=N_CUTS, stream=2).items()}
         pred = predictor.predict_inputs(predictor.prep.windows(traj, cuts))
         true = targets(lengths, cuts, predictor.prep.cap)
     else:
@@ -446,3 +551,205 @@ def predict(args: PredictArgs) -> Iterator[dict[str, Any]]:
     predictor = RULPredictor.from_dir(args.model)
     traj = read_trajectories(Path(args.input))
     yield from predictor.predict_trajectories(traj, progress_bar=args.progress)
+
+
+# `forgeproof ml report --section rul` (ml/report.py): every RUL figure the docs quote.
+REPORT_SEEDS = (0, 1, 2, 3, 4)
+REPORT_SUBSETS = ("FD001", "FD002")
+TUNING_SEEDS = (10, 11, 12, 13, 14)  # the input design was chosen on these FD001 splits
+DESIGNS = (
+    Recipe(window=30, input_pool=1, baseline_cycles=0),
+    Recipe(window=60, input_pool=2, baseline_cycles=20),
+    Recipe(window=60, input_pool=2, baseline_cycles=30),
+    Recipe(window=60, input_pool=2, baseline_cycles=40),
+    Recipe(window=90, input_pool=2, baseline_cycles=20),
+    Recipe(window=90, input_pool=2, baseline_cycles=30),
+    Recipe(window=90, input_pool=3, baseline_cycles=30),
+    Recipe(window=120, input_pool=2, baseline_cycles=30),
+)
+
+
+def _run_summary(seed: int, subset: str, m: dict[str, Any]) -> dict[str, Any]:
+    u = m["uniform_cuts"]
+    return {
+        "seed": seed,
+        "subset": subset,
+        "n_engines": m["n_engines"],
+        "rmse": m["rmse"],
+        "score": m["score"],
+        "rmse_uniform": u["rmse"],
+        "score_uniform": u["score"],
+        "rmse_all_windows": m["rmse_all_windows"],
+        **{k: m[k] for k in ("coverage_80", "coverage_90", "width_80", "width_90")},
+        "halves": m["halves"],
+        "uniform_halves": u["halves"],
+        "uniform_on_test_like": u["halves_on_test_like_cuts"],
+        "best_epoch": m["best_epoch"],
+        "train_seconds": m["train_seconds"],
+    }
+
+
+def report(
+    data: Path, *, seeds: Sequence[int] | None, quick: bool, progress: bool
+) -> dict[str, Any]:
+    """Train the recipe on every (subset, seed), evaluate the shipped model, and rerun the
+    input-design comparison on the tuning seeds (skipped with `quick`)."""
+    from ml.predict import RULPredictor
+    from ml.shipped import model_dir
+
+    cmapss = Path(data) / "cmapss"
+    chosen = tuple(seeds) if seeds else ((0,) if quick else REPORT_SEEDS)
+    subsets = ("FD001",) if quick else REPORT_SUBSETS
+    settings = TrainSettings(epochs=2) if quick else TrainSettings()
+    designs = () if quick else DESIGNS
+    total = len(chosen) * len(subsets) + len(designs) * len(TUNING_SEEDS) + 1
+    runs: list[dict[str, Any]] = []
+    truncations: dict[str, Any] = {}
+    design: list[dict[str, Any]] = []
+    with progress_bar("rul report", total, enabled=progress) as advance:
+        for subset in subsets:
+            train_file, test_file = subset_files(cmapss, subset)
+            for seed in chosen:
+                done = fit(train_file, test_file, subset, seed, settings=settings)
+                runs.append(_run_summary(seed, subset, done.metrics))
+                truncations[subset] = done.truncation.to_dict()
+                advance(note=f"{subset} seed {seed}: RMSE {done.metrics['rmse']:.2f}")
+        # The shipped model, from its own weights and manifest.
+        shipped = RULPredictor.from_dir(model_dir("rul-fd001"))
+        training = shipped.manifest.config["training"]
+        train_file, _ = subset_files(cmapss, training["subset"])
+        metrics, _ = holdout_report(
+            shipped.model,
+            shipped.prep,
+            read_trajectories(train_file),
+            list(training["split"]["holdout"]),
+            int(training["seed"]),
+            manifest_truncation(shipped.manifest.config, shipped.prep.min_cycles),
+        )
+        metrics.update(best_epoch=None, train_seconds=None)
+        advance(note="shipped model")
+        train_file, test_file = subset_files(cmapss, "FD001")
+        for recipe in designs:
+            for seed in TUNING_SEEDS:
+                done = fit(train_file, test_file, "FD001", seed, settings=settings, recipe=recipe)
+                design.append({**asdict(recipe), **_run_summary(seed, "FD001", done.metrics)})
+                advance(note=f"design {recipe.window}/{recipe.input_pool}/{recipe.baseline_cycles}")
+    return {
+        "quick": quick,
+        "settings": asdict(settings),
+        "runs": runs,
+        "truncation": truncations,
+        "shipped": {
+            "model": shipped.manifest.name,
+            "manifest_digest": shipped.manifest.digest(),
+            **_run_summary(int(training["seed"]), training["subset"], metrics),
+        },
+        "design": design,
+        "shipped_design": asdict(Recipe()),
+    }
+
+
+def _ms(values: Sequence[float], digits: int = 2, scale: float = 1.0) -> str:
+    """Mean ± sample sd (ddof 1)."""
+    a = np.asarray(values, dtype=np.float64) * scale
+    if len(a) < 2:
+        return f"{a.mean():.{digits}f}"
+    return f"{a.mean():.{digits}f} ± {a.std(ddof=1):.{digits}f}"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def report_tables(results: dict[str, Any]) -> dict[str, str]:
+    """Markdown tables of the RUL report, from its results alone."""
+    runs = results["runs"]
+    head = (
+        "| subset | seed | held-out engines | RMSE, test-like cuts | PHM08 score | "
+        "RMSE, uniform cuts | RMSE, all windows | coverage 80 % | coverage 90 % | "
+        "width 80 / 90 % | train s |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
+
+    def row(r: dict[str, Any], label: str) -> str:
+        secs = "" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"
+        return (
+            f"| {r['subset']} | {label} | {r['n_engines']} | {r['rmse']:.2f} | {r['score']:.1f} | "
+            f"{r['rmse_uniform']:.2f} | {r['rmse_all_windows']:.2f} | {_pct(r['coverage_80'])} | "
+            f"{_pct(r['coverage_90'])} | {r['width_80']:.1f} / {r['width_90']:.1f} | {secs} |\n"
+        )
+
+    body = ""
+    coverage = (
+        "| subset | intervals calibrated on | scored on | coverage measured by | "
+        "coverage 80 % | coverage 90 % | width 80 / 90 % |\n"
+        "|---|---|---|---|---:|---:|---:|\n"
+    )
+    for subset in dict.fromkeys(r["subset"] for r in runs):
+        rs = [r for r in runs if r["subset"] == subset]
+        body += "".join(row(r, str(r["seed"])) for r in rs)
+
+        def col(key: str, rs: list[dict[str, Any]] = rs) -> list[float]:
+            return [r[key] for r in rs]
+
+        body += (
+            f"| **{subset}** | **mean ± sd** | | **{_ms(col('rmse'))}** | {_ms(col('score'), 1)} | "
+            f"{_ms(col('rmse_uniform'))} | {_ms(col('rmse_all_windows'))} | "
+            f"**{_ms(col('coverage_80'), 1, 100)} %** | **{_ms(col('coverage_90'), 1, 100)} %** | "
+            f"{np.mean(col('width_80')):.1f} / {np.mean(col('width_90')):.1f} | "
+            f"{np.mean(col('train_seconds')):.0f} |\n"
+        )
+        if results["shipped"]["subset"] == subset:
+            body += row(results["shipped"], f"shipped (seed {results['shipped']['seed']})")
+        for label, key, scored, how in (
+            ("uniform cuts", "uniform_halves", "uniform cuts", "halves (before #19)"),
+            ("uniform cuts", "uniform_on_test_like", "test-like cuts", "halves"),
+            ("test-like cuts", "halves", "test-like cuts", "halves"),
+        ):
+            c80 = [r[key]["coverage_80"] for r in rs]
+            c90 = [r[key]["coverage_90"] for r in rs]
+            w = (
+                np.mean([r[key]["width_80"] for r in rs]),
+                np.mean([r[key]["width_90"] for r in rs]),
+            )
+            coverage += (
+                f"| {subset} | {label} | {scored} | {how} | {_ms(c80, 1, 100)} % | "
+                f"{_ms(c90, 1, 100)} % | {w[0]:.1f} / {w[1]:.1f} |\n"
+            )
+        coverage += (
+            f"| {subset} | **test-like cuts** | **test-like cuts** | **leave one engine out** | "
+            f"**{_ms(col('coverage_80'), 1, 100)} %** | **{_ms(col('coverage_90'), 1, 100)} %** | "
+            f"{np.mean(col('width_80')):.1f} / {np.mean(col('width_90')):.1f} |\n"
+        )
+    truncation = (
+        "| subset | test engines | Beta a | Beta b | mean share of life | "
+        "Wasserstein distance (cycles) | KS p-value |\n|---|---:|---:|---:|---:|---:|---:|\n"
+    )
+    for subset, tr in results["truncation"].items():
+        f = tr["fitted_on"]
+        truncation += (
+            f"| {subset} | {f.get('test_engines', '')} | {tr['a']:.2f} | {tr['b']:.2f} | "
+            f"{f.get('mean_share_of_life', 0.5):.3f} | {f.get('wasserstein_cycles', '')} | "
+            f"{f.get('ks_p_value', '')} |\n"
+        )
+    out = {"results": head + body, "coverage": coverage, "truncation": truncation}
+    if results["design"]:
+        shipped = results["shipped_design"]
+        table = (
+            "| window | pooled | baseline cycles | RMSE, test-like cuts | RMSE, uniform cuts | "
+            "coverage 80 / 90 % |\n|---:|---:|---:|---:|---:|---:|\n"
+        )
+        keys = ("window", "input_pool", "baseline_cycles")
+        for combo in dict.fromkeys(tuple(d[k] for k in keys) for d in results["design"]):
+            ds = [d for d in results["design"] if tuple(d[k] for k in keys) == combo]
+            bold = "**" if combo == tuple(shipped[k] for k in keys) else ""
+            base = combo[2] or "none"
+            table += (
+                f"| {bold}{combo[0]}{bold} | {bold}{combo[1]}{bold} | {bold}{base}{bold} | "
+                f"{bold}{_ms([d['rmse'] for d in ds])}{bold} | "
+                f"{_ms([d['rmse_uniform'] for d in ds])} | "
+                f"{_pct(float(np.mean([d['coverage_80'] for d in ds])))} / "
+                f"{_pct(float(np.mean([d['coverage_90'] for d in ds])))} |\n"
+            )
+        out["design"] = table
+    return out

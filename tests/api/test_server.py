@@ -18,6 +18,7 @@ from ledger.deployment import save_key
 from ledger.records import Record
 from ledger.signing import Signer, sign_key_binding
 from ml.shipped import SAMPLES
+from tests.conftest import missing
 
 
 @pytest.fixture(params=["embedded", pytest.param("anvil", marks=pytest.mark.node)])
@@ -26,7 +27,7 @@ def chain_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
         yield None
         return
     if find_anvil() is None:
-        pytest.skip("anvil is not installed (npm install)")
+        missing("anvil is not installed (npm install)")
     with AnvilNode.start() as node:
         yield node.url
 
@@ -116,7 +117,7 @@ def test_inspection_prediction_is_signed_and_exported_as_epcis(tmp_path: Path) -
     try:
         runner = running.service.runner
         if not any(m.task == "defect" for m in runner.manifests.values()):
-            pytest.skip("no defect model shipped in ml/shipped/models/")
+            missing("no defect model shipped in ml/shipped/models/")
         dep = running.service.dep
         key = create_api_key(dep.store, "operator", "operator")
         client = TestClient(running.app)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -41,9 +40,7 @@ def _need_node() -> str:
     ]
     if node is None or missing:
         why = "node is not installed" if node is None else f"npm packages missing: {missing}"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the conformance suite: {why} (npm install)")
-        pytest.skip(why)
+        missing(f"{why} (npm install)")
     return node
 
 

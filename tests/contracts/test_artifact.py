@@ -12,6 +12,7 @@ import pytest
 
 from ledger.chain import compile as solc
 from ledger.chain import load_artifact
+from tests.conftest import missing
 
 
 @pytest.mark.parametrize("name", solc.CONTRACTS)
@@ -36,7 +37,7 @@ def test_stale_reasons_notice_an_edit(tmp_path: Path) -> None:
 def test_recompiling_reproduces_the_artifacts() -> None:
     """With solc-js at hand, a fresh compile gives byte-identical artifacts."""
     if solc.find_solcjs() is None:
-        pytest.skip("solc-js not installed (npm install)")
+        missing("solc-js not installed (npm install)")
     for name, artifact in solc.compile_all().items():
         committed = json.loads(solc.artifact_path(name).read_text())
         assert artifact["bytecode"] == committed["bytecode"], name

@@ -20,6 +20,7 @@ from ledger.ingest import check_record
 from ledger.receipts import build_receipt, chain_anchor_source, verify_receipt
 from ledger.records import Record
 from ledger.sequencer import Policy, Sequencer
+from tests.conftest import missing
 from tests.ledger.testonly.enrol import enrol
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,7 +110,7 @@ def test_lost_records_are_detected(tmp_path: Path) -> None:
 @pytest.mark.node
 def test_chain_outage_queues_then_publishes(tmp_path: Path) -> None:
     if find_anvil() is None:
-        pytest.skip("anvil is not installed (npm install)")
+        missing("anvil is not installed (npm install)")
     state = tmp_path / "anvil-state.json"
     node = AnvilNode.start("--state", str(state))
     port = node.port

@@ -24,6 +24,7 @@ from api.portal.pages.assets import RulPoint, nice_ticks, rul_plot
 from api.predictions import load_explanation, save_explanation
 from api.tables import RecordTag, Subscription
 from tests.api.conftest import PLANT, Plant, close_plant, make_plant
+from tests.conftest import missing
 
 ROLES = dict(PLANT)
 EVERYONE = sorted(ROLES)
@@ -387,7 +388,7 @@ def test_the_inspection_route_keeps_the_overlay_it_signs(tmp_path: Path) -> None
     from ml.shipped import SAMPLES
 
     if not (SHIPPED / "defect-neu" / "manifest.json").is_file():
-        pytest.skip("no defect model shipped")
+        missing("no defect model shipped")
     p = make_plant(tmp_path / "home")
     try:
         runner = ModelRunner([SHIPPED / "defect-neu"])

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ledger.chain.devnode import AnvilNode, find_anvil
+from tests.conftest import missing
 from tests.ledger.chain.testonly import ChainEnv
 
 
@@ -15,7 +16,7 @@ from tests.ledger.chain.testonly import ChainEnv
 def anvil_url() -> Iterator[str]:
     """A fresh anvil for the session (FORGEPROOF_ANVIL names the binary); skips without one."""
     if find_anvil() is None:
-        pytest.skip("anvil not found: run `npm install` or set FORGEPROOF_ANVIL")
+        missing("anvil not found: run `npm install` or set FORGEPROOF_ANVIL")
     node = AnvilNode.start()
     try:
         yield node.url
