@@ -141,12 +141,72 @@ def parse_rows(text: str, path: Path, *, require_labels: bool) -> Rows:
     )
 
 
+DEV_CSV = "ai4i2020_dev.csv"
+
+
+def dev_csv(data: Path) -> Path:
+    """`data`/ai4i2020/ai4i2020_dev.csv, the development rows (`data` is like ../shared/data).
+
+    Raises:
+        FileNotFoundError: the file is not there.
+    """
+    path = Path(data) / "ai4i2020" / DEV_CSV
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (expected {DEV_CSV} under {data}/ai4i2020)")
+    return path
+
+
 def read_rows(path: Path, *, require_labels: bool) -> Rows:
     """Read and check an AI4I CSV file (see `parse_rows`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     return parse_rows(path.read_text(), path, require_labels=require_labels)
+
+
+def read_failure_modes(path: Path) -> np.ndarray:
+    """(n, 5) int64: the failure-mode columns TWF, HDF, PWF, OSF, RNF of an AI4I CSV, for
+    analysing the target only (they define it: never a model input).
+
+    Raises:
+        MLInputError: a mode column is missing or a value is not 0/1.
+    """
+    path = Path(path)
+    reader = csv.reader(io.StringIO(path.read_text()))
+    header = [h.strip() for h in next(reader, [])]
+    missing = [c for c in LEAKAGE_COLUMNS if c not in header]
+    if missing:
+        raise MLInputError(f"{path}:1: header lacks {', '.join(missing)}")
+    cols = [header.index(c) for c in LEAKAGE_COLUMNS]
+    out = []
+    for number, row in enumerate(reader, start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        values = [row[i].strip() for i in cols]
+        if any(v not in ("0", "1") for v in values):
+            raise MLInputError(f"{path}:{number}: failure modes {values}, expected 0 or 1")
+        out.append([int(v) for v in values])
+    return np.asarray(out, dtype=np.int64).reshape(-1, len(LEAKAGE_COLUMNS))
+
+
+# The data generator's stated rules for the three threshold mechanisms (UCI 601's description):
+HDF_MARGIN_K = 8.6  # heat dissipation: process - air temperature below this ...
+HDF_SPEED_RPM = 1380  # ... and rotational speed below this
+PWF_POWER_W = (3500.0, 9000.0)  # power failure outside this band
+OSF_STRAIN_MIN_NM = (11000.0, 12000.0, 13000.0)  # overstrain limit for types L, M, H
+
+
+def generator_rules(raw: np.ndarray) -> np.ndarray:
+    """(n, 3) bool: whether each row meets the stated HDF, PWF, OSF conditions. The
+    temperature margin is rounded to 0.1 K, the resolution of the recorded temperatures."""
+    kind = raw[:, 0].astype(np.int64)
+    air, process, speed, torque, wear = (raw[:, i] for i in range(1, 6))
+    margin = np.round(process - air, 1)
+    power = torque * speed * (2 * math.pi / 60)
+    hdf = (margin < HDF_MARGIN_K) & (speed < HDF_SPEED_RPM)
+    pwf = (power < PWF_POWER_W[0]) | (power > PWF_POWER_W[1])
+    osf = wear * torque > np.asarray(OSF_STRAIN_MIN_NM)[kind]
+    return np.stack([hdf, pwf, osf], axis=1)
 
 
 def _number(text: str, path: Path, line: int, name: str) -> float:

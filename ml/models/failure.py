@@ -21,7 +21,8 @@ explains (the FAST heuristic of explainable boosting machines) and training keep
 Every term is a function of at most two inputs, so each can be plotted on its own.
 
 Members are trained on different folds of the training rows (their out-of-fold predictions
-choose the decision threshold); the prediction is the mean of their probabilities.
+set the decision threshold, by the stated rule `platt_threshold` in ml/tasks/failure.py); the
+prediction is the mean of their probabilities.
 """
 
 from __future__ import annotations
