@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,7 @@ from ml.models.defect import (
     build_model,
     n_parameters,
 )
+from ml.shipped import MODELS as MODELS_DIR
 from ml.tasks import EvalArgs, PredictArgs, TrainArgs
 
 MODEL_NAME = "defect-neu"
@@ -722,3 +723,327 @@ def recreate_split(manifest: ModelManifest, images_dir: Path) -> tuple[LabelledI
             f"{recorded['digests']}: not the folder this model was trained on"
         )
     return data, split
+
+
+# -- `forgeproof ml report --section defect` ------------------------------------------------
+
+# Goals the docs state (docs/ml-inspection.md): accuracy and robustness per perturbation at
+# least these, calibrated ECE at most this.
+GOAL_ACCURACY = 0.99
+GOAL_ROBUSTNESS = 0.95
+GOAL_ECE = 0.03
+REPORT_SPLITS = ("validation", "test")
+QUICK_PER_CLASS = 4  # images per class and split in a quick (smoke) report
+
+
+def exact_interval(k: int, n: int, level: float = 0.95) -> list[float]:
+    """Exact (Clopper-Pearson) `level` interval for a binomial proportion of k in n."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
+    return [float(ci.low), float(ci.high)]
+
+
+def _count(correct: torch.Tensor) -> dict[str, Any]:
+    k, n = int(correct.sum()), len(correct)
+    return {"correct": k, "n": n, "accuracy": k / n, "ci95": exact_interval(k, n)}
+
+
+def _split_report(
+    pred: DefectPredictor, images: torch.Tensor, labels: torch.Tensor, names: list[str], seed: int
+) -> dict[str, Any]:
+    """Every figure the defect tables quote for one split, from the predictor as shipped."""
+    scored = [pred.score(images[i : i + 128]) for i in range(0, len(images), 128)]
+    logits = torch.cat([s.logits for s in scored])
+    probs = torch.cat([s.probs for s in scored])
+    raw = torch.softmax(logits, dim=1)
+    m = classification_metrics(probs, labels)
+    conf, verdict = probs.max(dim=1)
+    right = verdict == labels
+    sent = conf < pred.review_threshold
+    accepted = ~sent
+    robust = {}
+    for kind in PERTURBATIONS:
+        p = pred.probabilities(perturb(images, kind, seed=seed))
+        nll = float(F.nll_loss(p.clamp_min(1e-12).log(), labels))
+        robust[kind] = {**_count(p.argmax(dim=1) == labels), "nll": nll}
+    return {
+        **_count(right),
+        "macro_f1": m["macro_f1"],
+        "ece": m["ece"],
+        "ece_uncalibrated": expected_calibration_error(raw, labels),
+        "nll": m["nll"],
+        "nll_uncalibrated": float(F.cross_entropy(logits, labels)),
+        "confusion": m["confusion"],
+        "review": {
+            "threshold": pred.review_threshold,
+            "sent": int(sent.sum()),
+            "errors": int((~right).sum()),
+            "errors_sent": int((~right & sent).sum()),
+            "accepted": int(accepted.sum()),
+            "accepted_correct": int((right & accepted).sum()),
+        },
+        "robustness": robust,
+        "errors": [
+            {
+                "image": names[i],
+                "true": CLASSES[int(labels[i])],
+                "verdict": CLASSES[int(verdict[i])],
+                "confidence": round(float(conf[i]), 4),
+                "sent_to_review": bool(sent[i]),
+            }
+            for i in np.flatnonzero(~right.numpy())
+        ],
+    }
+
+
+def _calibration_check(
+    pred: DefectPredictor, images: torch.Tensor, labels: torch.Tensor
+) -> dict[str, Any]:
+    """Refit the temperature and review threshold on the validation images exactly as
+    `finalize` did (same pool, same seed), and count the errors in each part of the pool."""
+    manifest = pred.manifest
+    aug = AugmentConfig(**manifest.preprocessing["augmentation"])
+    target_risk = float(manifest.preprocessing["calibration"]["target_risk"])
+    size = pred.input_size
+    logits = view_logits(pred.model, preprocess(images, size), pred.views)
+    temperature = calibration_temperature(pred.model, images, labels, logits, pred.views, aug)
+    probs = torch.softmax(logits / temperature, dim=1)
+    threshold = choose_threshold(probs, labels, target_risk=target_risk)
+    pool = [("as they are", logits)]
+    for kind in PERTURBATIONS:
+        x = preprocess(perturb(images, kind), size)
+        pool.append((kind, view_logits(pred.model, x, pred.views)))
+    gen = torch.Generator().manual_seed(0)
+    for d in range(CALIBRATION_AUGMENTED_DRAWS):
+        x = augment(images, size, aug, gen)
+        pool.append(
+            (f"training augmentation, draw {d + 1}", view_logits(pred.model, x, pred.views))
+        )
+    return {
+        "temperature": temperature,
+        "review_threshold": threshold,
+        "target_risk": target_risk,
+        # A list, not a dict: the results file is written with sorted keys.
+        "pool_errors": [[k, int((v.argmax(1) != labels).sum())] for k, v in pool],
+        "n": len(labels),
+    }
+
+
+def report(
+    data: Path,
+    *,
+    seeds: Sequence[int] | None = None,
+    quick: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The shipped defect model's figures on its validation and test splits (ml/report.py).
+
+    Nothing is retrained (a training run takes about half an hour): the shipped weights are
+    scored as shipped (temperature, review threshold and test-time views from the manifest),
+    on the split `recreate_split` cuts again from `data/neu-det/IMAGES` and checks against the
+    manifest. `seeds` is ignored: there is one shipped run, and the weights of the other runs
+    in the docs' log were not kept. The perturbations are drawn with the split seed, as in the
+    manifest. `quick` scores QUICK_PER_CLASS images per class and split (a smoke run).
+    """
+    from ml._progress import progress as bar
+
+    started = time.perf_counter()
+    torch.set_num_threads(2)
+    model_dir = MODELS_DIR / MODEL_NAME
+    pred = DefectPredictor.from_dir(model_dir)
+    manifest = pred.manifest
+    split_seed = int(manifest.metrics["split"]["seed"])
+    steps = len(REPORT_SPLITS) + 2
+    with bar("defect report", steps, enabled=progress) as advance:
+        loaded, split = recreate_split(manifest, data / "neu-det" / "IMAGES")
+        advance(note="split recreated")
+        parts = {"validation": split.validation, "test": split.test}
+        if quick:
+            parts = {
+                name: np.concatenate(
+                    [
+                        idx[loaded.labels.numpy()[idx] == c][:QUICK_PER_CLASS]
+                        for c in range(len(CLASSES))
+                    ]
+                )
+                for name, idx in parts.items()
+            }
+        splits = {}
+        for name in REPORT_SPLITS:
+            idx = torch.from_numpy(parts[name])
+            names = [loaded.names[i] for i in parts[name]]
+            splits[name] = _split_report(
+                pred, loaded.images[idx], loaded.labels[idx], names, split_seed
+            )
+            advance(note=name)
+        va = torch.from_numpy(parts["validation"])
+        check = _calibration_check(pred, loaded.images[va], loaded.labels[va])
+        advance(note="calibration refit")
+    calib = manifest.preprocessing["calibration"]
+    shipped = {
+        "init_seed": manifest.metrics.get("init_seed"),
+        "shipped": True,
+        "model": f"ml/shipped/models/{MODEL_NAME}",
+        "manifest_digest": pred.manifest_digest,
+        "weights_sha256": manifest.weights_sha256,
+        **splits,
+    }
+    return {
+        "section": "defect",
+        "quick": quick,
+        "seeds": "ignored: the shipped model is one training run, scored as shipped",
+        "split": {
+            "seed": split_seed,
+            **{k: len(v) for k, v in parts.items()},
+            "digests": manifest.metrics["split"]["digests"],
+        },
+        "settings": {
+            "temperature": pred.temperature,
+            "review_threshold": pred.review_threshold,
+            "target_risk": float(calib["target_risk"]),
+            "test_time_views": pred.views,
+        },
+        "calibration_refit": check,
+        # A list, not a dict: the results file is written with sorted keys.
+        "perturbations": [{"kind": k, "params": p} for k, p in PERTURBATIONS.items()],
+        "perturbation_seed": split_seed,
+        "goals": {"accuracy": GOAL_ACCURACY, "robustness": GOAL_ROBUSTNESS, "ece": GOAL_ECE},
+        "runs": [shipped],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def _frac(k: int, n: int) -> str:
+    return f"{_pct(k / n)} ({k} / {n})" if n else "none"
+
+
+def _goal(ok: dict[str, bool], goal: str) -> str:
+    if all(ok.values()):
+        return f"{goal}: met on both"
+    return f"{goal}: " + ", ".join(f"{s} {'met' if v else 'not met'}" for s, v in ok.items())
+
+
+def _describe(kind: str, params: dict[str, float]) -> str:
+    if kind == "blur":
+        return f"Gaussian blur, sigma {params['sigma_px']:g} px"
+    if kind == "noise":
+        return f"Gaussian noise, std {params['sigma']:g} grey levels"
+    if kind == "lighting":
+        p = params["peak_to_peak"]
+        return f"lighting ramp, gain {1 - p / 2:g} -> {1 + p / 2:g}"
+    return kind
+
+
+def report_tables(results: dict[str, Any]) -> dict[str, str]:
+    """Markdown tables from `report`'s results alone: results, settings, calibration, errors,
+    calibration_pool, robustness."""
+    run = next(r for r in results["runs"] if r.get("shipped"))
+    s = {name: run[name] for name in REPORT_SPLITS}
+    goals = results["goals"]
+    head = "| | validation | test | goal |\n|---|---:|---:|---|\n"
+
+    def row(label: str, cells: list[str], goal: str = "") -> str:
+        return f"| {label} | {' | '.join(cells)} | {goal} |\n"
+
+    def each(f: Callable[[dict[str, Any]], str]) -> list[str]:
+        return [f(s[name]) for name in REPORT_SPLITS]
+
+    def ci(r: dict[str, Any]) -> str:
+        lo, hi = r["ci95"]
+        return f"{_pct(lo)} - {_pct(hi)}"
+
+    acc_goal = _goal(
+        {n: s[n]["accuracy"] >= goals["accuracy"] for n in REPORT_SPLITS},
+        f"≥ {100 * goals['accuracy']:g}%",
+    )
+    ece_goal = _goal({n: s[n]["ece"] <= goals["ece"] for n in REPORT_SPLITS}, f"≤ {goals['ece']:g}")
+    results_table = (
+        head
+        + row("images", each(lambda r: str(r["n"])))
+        + row("accuracy", each(lambda r: _frac(r["correct"], r["n"])), acc_goal)
+        + row("exact 95% interval", each(ci))
+        + row("macro-F1", each(lambda r: f"{r['macro_f1']:.3f}"))
+        + row("ECE (15 bins), calibrated", each(lambda r: f"{r['ece']:.3f}"), ece_goal)
+        + row("ECE (15 bins), uncalibrated", each(lambda r: f"{r['ece_uncalibrated']:.3f}"))
+        + row("NLL, calibrated", each(lambda r: f"{r['nll']:.4f}"))
+        + row("NLL, uncalibrated", each(lambda r: f"{r['nll_uncalibrated']:.4f}"))
+    )
+
+    st, refit = results["settings"], results["calibration_refit"]
+    settings = (
+        "| setting (chosen on validation) | shipped (manifest) | refitted by this report |\n"
+        "|---|---:|---:|\n"
+        f"| temperature T | {st['temperature']:.3f} | {refit['temperature']:.3f} |\n"
+        f"| review threshold | {st['review_threshold']:.3f} | {refit['review_threshold']:.3f} |\n"
+        f"| target risk | {_pct(st['target_risk'])} | {_pct(refit['target_risk'])} |\n"
+        f"| test-time views | {st['test_time_views']} | |\n"
+    )
+
+    def sent(r: dict[str, Any]) -> str:
+        v = r["review"]
+        return f"{v['sent']} of {r['n']} ({_pct(v['sent'] / r['n'])})"
+
+    calibration = (
+        "| | validation | test |\n|---|---:|---:|\n"
+        f"| sent to review (confidence < {st['review_threshold']:.3f}) | "
+        + " | ".join(each(sent))
+        + " |\n| errors among them (of all errors) | "
+        + " | ".join(each(lambda r: f"{r['review']['errors_sent']} of {r['review']['errors']}"))
+        + " |\n| accuracy of the accepted verdicts | "
+        + " | ".join(
+            each(lambda r: _frac(r["review"]["accepted_correct"], r["review"]["accepted"]))
+        )
+        + " |\n"
+    )
+
+    errors = "| split | image | true class | verdict | confidence | sent to review |\n"
+    errors += "|---|---|---|---|---:|---|\n"
+    for name in REPORT_SPLITS:
+        if not s[name]["errors"]:
+            errors += f"| {name} | no error | | | | |\n"
+        for e in s[name]["errors"]:
+            errors += (
+                f"| {name} | `{e['image']}` | {e['true']} | {e['verdict']} | "
+                f"{e['confidence']:.3f} | {'yes' if e['sent_to_review'] else 'no'} |\n"
+            )
+
+    pool = f"| validation images scored | errors (of {refit['n']}) |\n|---|---:|\n"
+    params = {p["kind"]: p["params"] for p in results["perturbations"]}
+    for cond, k in refit["pool_errors"]:
+        label = _describe(cond, params[cond]) if cond in params else cond
+        pool += f"| {label} | {k} |\n"
+
+    robust = (
+        "| perturbation | validation accuracy | test accuracy | validation NLL | test NLL "
+        "| goal |\n"
+        "|---|---:|---:|---:|---:|---|\n"
+    )
+    robust += row(
+        "none (clean images, as above)",
+        [_frac(s[n]["correct"], s[n]["n"]) for n in REPORT_SPLITS]
+        + [f"{s[n]['nll']:.4f}" for n in REPORT_SPLITS],
+    )
+    for p in results["perturbations"]:
+        cells = [s[n]["robustness"][p["kind"]] for n in REPORT_SPLITS]
+        ok = {
+            n: c["accuracy"] >= goals["robustness"]
+            for n, c in zip(REPORT_SPLITS, cells, strict=True)
+        }
+        robust += row(
+            _describe(p["kind"], p["params"]),
+            [_frac(c["correct"], c["n"]) for c in cells] + [f"{c['nll']:.4f}" for c in cells],
+            _goal(ok, f"≥ {100 * goals['robustness']:g}%"),
+        )
+    return {
+        "results": results_table,
+        "settings": settings,
+        "calibration": calibration,
+        "errors": errors,
+        "calibration_pool": pool,
+        "robustness": robust,
+    }
