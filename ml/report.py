@@ -39,6 +39,7 @@ SECTIONS: dict[str, str] = {
     "rul": "ml.tasks.rul",
     "failure": "ml.tasks.failure",
     "defect": "ml.tasks.defect",
+    "federated": "ml.federated",
 }
 
 _BLOCK = re.compile(

@@ -604,7 +604,7 @@ def report(
     designs = () if quick else DESIGNS
     total = len(chosen) * len(subsets) + len(designs) * len(TUNING_SEEDS) + 1
     runs: list[dict[str, Any]] = []
-    truncations: dict[str, Any] = {}
+    truncations: dict[str, dict[str, Any]] = {}  # subset -> seed -> fit on its train engines
     design: list[dict[str, Any]] = []
     with progress_bar("rul report", total, enabled=progress) as advance:
         for subset in subsets:
@@ -612,7 +612,7 @@ def report(
             for seed in chosen:
                 done = fit(train_file, test_file, subset, seed, settings=settings)
                 runs.append(_run_summary(seed, subset, done.metrics))
-                truncations[subset] = done.truncation.to_dict()
+                truncations.setdefault(subset, {})[str(seed)] = done.truncation.to_dict()
                 advance(note=f"{subset} seed {seed}: RMSE {done.metrics['rmse']:.2f}")
         # The shipped model, from its own weights and manifest.
         shipped = RULPredictor.from_dir(model_dir("rul-fd001"))
@@ -722,17 +722,45 @@ def report_tables(results: dict[str, Any]) -> dict[str, str]:
             f"{np.mean(col('width_80')):.1f} / {np.mean(col('width_90')):.1f} |\n"
         )
     truncation = (
-        "| subset | test engines | Beta a | Beta b | mean share of life | "
-        "Wasserstein distance (cycles) | KS p-value |\n|---|---:|---:|---:|---:|---:|---:|\n"
+        "| subset | seed | test engines | Beta a | Beta b | mean share of life | "
+        "Wasserstein distance (cycles) | KS p-value |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
     )
-    for subset, tr in results["truncation"].items():
-        f = tr["fitted_on"]
-        truncation += (
-            f"| {subset} | {f.get('test_engines', '')} | {tr['a']:.2f} | {tr['b']:.2f} | "
-            f"{f.get('mean_share_of_life', 0.5):.3f} | {f.get('wasserstein_cycles', '')} | "
-            f"{f.get('ks_p_value', '')} |\n"
+    for subset, fits in results["truncation"].items():
+        for seed, tr in fits.items():
+            f = tr["fitted_on"]
+            truncation += (
+                f"| {subset} | {seed} | {f.get('test_engines', '')} | {tr['a']:.2f} | "
+                f"{tr['b']:.2f} | {f.get('mean_share_of_life', 0.5):.3f} | "
+                f"{f.get('wasserstein_cycles', '')} | {f.get('ks_p_value', '')} |\n"
+            )
+    summary = (
+        "| subset | RMSE, test-like cuts | PHM08 score | 80 % / 90 % intervals cover | "
+        "before #19: RMSE, uniform cuts | before #19: coverage |\n"
+        "|---|---:|---:|---:|---:|---:|\n"
+    )
+    for subset in dict.fromkeys(r["subset"] for r in runs):
+        rs = [r for r in runs if r["subset"] == subset]
+        n = len(rs)
+
+        def get(key: str, sub: str | None = None, rs: list[dict[str, Any]] = rs) -> list[float]:
+            return [r[sub][key] if sub else r[key] for r in rs]
+
+        shipped = results["shipped"]
+        also = f" (shipped: {shipped['rmse']:.2f})" if shipped["subset"] == subset else ""
+        summary += (
+            f"| {subset}, {n} seeds, {rs[0]['n_engines']} held-out engines each | "
+            f"**{_ms(get('rmse'))}**{also} | {_ms(get('score'), 1)} | "
+            f"**{_ms(get('coverage_80'), 1, 100)} % / {_ms(get('coverage_90'), 1, 100)} %** | "
+            f"{_ms(get('rmse_uniform'))} | "
+            f"{_ms(get('coverage_80', 'uniform_halves'), 1, 100)} % / "
+            f"{_ms(get('coverage_90', 'uniform_halves'), 1, 100)} % |\n"
         )
-    out = {"results": head + body, "coverage": coverage, "truncation": truncation}
+    out = {
+        "summary": summary,
+        "results": head + body,
+        "coverage": coverage,
+        "truncation": truncation,
+    }
     if results["design"]:
         shipped = results["shipped_design"]
         table = (
