@@ -44,8 +44,15 @@ def train(
     members: Annotated[
         int | None, typer.Option(help="defect: nets in an ensemble (default 1)", min=1)
     ] = None,
+    profile: Annotated[
+        bool,
+        typer.Option(
+            help="fit the input profile on the training split and commit it in the manifest"
+        ),
+    ] = True,
 ) -> None:
-    """Train a model and save weights plus manifest."""
+    """Train a model and save weights plus manifest (and, by default, its input profile:
+    `forgeproof ml profile` need not be run; `--check` of it then matches)."""
     args = TrainArgs(
         out=out,
         seed=seed,
@@ -59,9 +66,22 @@ def train(
     )
     try:
         metrics = task_module(task).train(args)
-    except (MLInputError, FileNotFoundError) as exc:
+        if profile:
+            metrics = {**metrics, "input_profile": _fit_profile(task, args)}
+    except (MLInputError, ManifestError, FileNotFoundError) as exc:
         _fail(exc)
     typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
+
+
+def _fit_profile(task: str, args: TrainArgs) -> dict[str, str]:
+    """Fit the freshly trained model's input profile on the data it was trained on (as
+    `forgeproof ml profile` would from the data folder) and commit it in its manifest."""
+    from ml.tasks.profiling import fit_profile_at, write_profile
+
+    location = {"rul": args.data_dir, "failure": args.csv, "defect": args.images}[task]
+    if location is None:
+        raise MLInputError(f"{task}: no training data location to fit the input profile on")
+    return write_profile(args.out, fit_profile_at(args.out, location))
 
 
 MODEL_HELP = "model directory, or the name of a shipped model (rul-fd001, failure-ai4i, defect-neu)"

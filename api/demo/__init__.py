@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -146,9 +147,8 @@ def _seed_plant(running: Running, console: Console) -> None:
     runner = service.runner
     assert runner is not None, "the server registers its models before seeding"
     _score_engines(service, runner)
-    drift = _score_drift(service, runner)
-    if drift is not None:
-        console.print(drift, highlight=False)
+    for line in _score_drift(service, runner):
+        console.print(line, highlight=False)
     _score_images(service, runner)
     cp = (running.sequencer or Sequencer(dep.log, running.chain)).step(force=True)
     if cp is not None:
@@ -185,36 +185,78 @@ def _score_engines(service: Any, runner: Any) -> list[dict[str, Any]]:
     return out
 
 
-DRIFT_CUTS = (0.45, 0.65, 0.85)  # where each FD002 engine's history is cut, as a share of life
+DRIFT_CUTS = (0.45, 0.65, 0.85)  # where each engine's history is cut, as a share of life
+OWN_SAMPLE = "holdout_FD001.txt"  # FD001 engines the shipped FD001 model held out of training
+DRIFT_SAMPLE = "train_FD002.txt"  # FD002 engines: six operating conditions where FD001 has one
 
 
-def _score_drift(service: Any, runner: Any) -> str | None:
-    """A model scored outside what it knows: the FD001 model on FD002 training engines (six
-    operating conditions where FD001 has one), each cut at `DRIFT_CUTS` of its life and
-    scored, then its failure (the trajectory's last cycle: training engines run to failure)
-    logged as an operator-signed outcome settling those predictions. Each outcome re-checks
-    the model's promises (`api.promises`); its interval coverage collapses and the alarm is
-    signed and delivered to the operator and the engines' maintainer. Returns a line saying
-    what happened (None without a RUL model or the sample)."""
-    from api.promises import alarm_name
-    from api.scorecards import scorecard
-    from api.tables import AlarmRow
-    from ml.data.cmapss import read_trajectories
+def _score_drift(service: Any, runner: Any) -> list[str]:
+    """Both halves of a model's promise, each on engines run to failure, each cut at
+    `DRIFT_CUTS` of its life and scored, then its failure (the trajectory's last cycle:
+    training engines run to failure) logged as an operator-signed outcome settling those
+    predictions; each outcome re-checks the model's promises (`api.promises`):
 
+    1. its own subset: FD001 engines of the model's holdout split, never trained on (its
+       conformal intervals were calibrated on residuals of these engines at other cuts, so
+       this is the model's claim checked where it was made, not an independent test): its
+       intervals hold, and no alarm is raised;
+    2. drift: FD002 engines (six operating conditions where FD001 has one): its interval
+       coverage collapses, and the alarm is signed and delivered to the operator and the
+       engines' maintainer.
+
+    The alarm is per model, its promises checked per prediction source (`api.promises`: the
+    sample file each case's predictions name), so each case is judged on its own outcomes;
+    the own-subset case also comes first, and the alarm's state is read before any FD002
+    outcome is logged. Each line gives the case's own coverage (its assets' settled
+    predictions) and the alarm's state after it.
+    Returns the lines (none without a RUL model or the samples; the own-subset case is left
+    out for a model that trained on those engines)."""
     try:
         digest = runner.digest_for("rul")
     except NotFound:
-        return None
-    sample = SAMPLES / "cmapss" / "train_FD002.txt"
-    if not sample.is_file():
-        return None
+        return []
+    own, drift = SAMPLES / "cmapss" / OWN_SAMPLE, SAMPLES / "cmapss" / DRIFT_SAMPLE
     predictor = runner.predictor(digest)
+    lines = []
+    if own.is_file() and _holds_out(predictor.manifest, own):
+        assets = _run_to_failure(service, predictor, own, "fd001-engine")
+        lines.append(
+            _case_line(
+                service,
+                digest,
+                assets,
+                f"own subset: FD001 model on {{n}} cuts of {len(assets)} FD001 engines it held "
+                "out of training",
+            )
+        )
+    if drift.is_file():
+        assets = _run_to_failure(service, predictor, drift, "fd002-engine")
+        lines.append(_case_line(service, digest, assets, "drift: FD001 model on {n} FD002 cuts"))
+    return [line for line in lines if line]
+
+
+def _holds_out(manifest: Any, sample: Path) -> bool:
+    """Whether every engine of `sample` is in the holdout split of the model, trained on the
+    file the sample was cut from (train_FD001.txt)."""
+    from ml.data.cmapss import read_trajectories
+
+    split = manifest.config.get("training", {}).get("split", {})
+    engines = set(read_trajectories(sample).engine_slices())
+    return "train_FD001.txt" in manifest.training_data and engines <= set(split.get("holdout", []))
+
+
+def _run_to_failure(service: Any, predictor: Any, sample: Path, prefix: str) -> list[str]:
+    """Score each engine of `sample` at `DRIFT_CUTS` of its life and log its failure as an
+    outcome settling those predictions; returns the engines' asset names."""
+    from ml.data.cmapss import read_trajectories
+
     traj = read_trajectories(sample)
     dep = service.dep
     signer = dep.signer(dep.operator)
+    assets = []
     for engine_id, rows in traj.engine_slices().items():
-        asset = f"fd002-engine-{engine_id}"
-        _assign(service, asset)  # first: the alarm reaches the maintainer of these engines
+        asset = f"{prefix}-{engine_id}"
+        _assign(service, asset)  # first: an alarm reaches the maintainer of these engines
         history = traj.rows[rows]
         settles = []
         for share in DRIFT_CUTS:
@@ -231,18 +273,38 @@ def _score_drift(service: Any, runner: Any) -> str | None:
                    "source": f"{sample.name}: the trajectory's last cycle"}  # fmt: skip
         record = Record.new("outcome", outcome, participant=dep.operator, address=signer.address)
         service.submit(record, signer.sign(dep.domain, record))
-    card = scorecard(service, digest)["overall"]
-    with dep.store.reading() as conn:
-        raised = conn.execute(
-            select(AlarmRow.raised_by).where(AlarmRow.name == alarm_name(digest))
-        ).scalar()
-    cov = card.get("coverage", {}).get("90")
-    if cov is None:
+        assets.append(asset)
+    return assets
+
+
+def _case_line(service: Any, digest: str, assets: list[str], what: str) -> str | None:
+    """One case's figures (its assets' settled predictions) and the model's alarm state now."""
+    from api.promises import ALPHA, alarm_name
+    from api.scorecards import compute, gather
+    from api.tables import AlarmRow
+
+    chosen = set(assets)
+    pairs = [p for p in gather(service, digest).pairs if p.asset in chosen]
+    card = compute("rul", pairs)["overall"]
+    cov = card.get("coverage", {})
+    if "90" not in cov:
         return None
+    with service.dep.store.reading() as conn:
+        row = conn.execute(
+            select(AlarmRow.raised_by).where(AlarmRow.name == alarm_name(digest))
+        ).first()
+    if row is None:
+        alarm = "no alarm"
+    elif row.raised_by is None:
+        alarm = "no alarm now (raised earlier, cleared)"
+    else:
+        alarm = f"alarm raised (record {row.raised_by})"
+    levels = [lv for lv in ("80", "90") if lv in cov]
+    rates = "/".join(f"{cov[lv]['rate']:.2f}" for lv in levels)
+    pvals = "/".join(f"{cov[lv]['p_value']:.2g}" for lv in levels)
     return (
-        f"drift: FD001 model on {card['n']} FD002 cuts: 90% interval coverage {cov['rate']:.2f} "
-        f"(one-sided p {cov['p_value']:.2g}), RMSE {card['rmse']:.1f}; "
-        + (f"alarm raised (record {raised})" if raised is not None else "no alarm")
+        f"{what.format(n=card['n'])}: {'/'.join(f'{lv}%' for lv in levels)} interval coverage "
+        f"{rates} (one-sided p {pvals}; alarm below {ALPHA}), RMSE {card['rmse']:.1f}; {alarm}"
     )
 
 

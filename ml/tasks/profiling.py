@@ -3,6 +3,9 @@
     forgeproof ml profile MODEL_DIR --data ../shared/data           # writes input_profile.json
     forgeproof ml profile MODEL_DIR --data ../shared/data --check   # compares, writes nothing
 
+`forgeproof ml train` fits and commits the profile itself, with the same code (`fit_profile_at`
+on the data it trained on), so a freshly trained model directory has its profile.
+
 Only the rows, engines or images the weights were trained on are used, found from the manifest:
   * rul: the `train` engines of `config.training.split` in the train file it names;
   * failure: every row of the CSV it names (the shipped model's final fit uses them all);
@@ -43,21 +46,23 @@ def _training_file(manifest: ModelManifest, path: Path) -> Path:
     return path
 
 
-def rul_training_rows(manifest: ModelManifest, data: Path) -> np.ndarray:
-    """(n, 26) rows of the engines the RUL model was trained on."""
+def rul_training_rows(manifest: ModelManifest, cmapss: Path) -> np.ndarray:
+    """(n, 26) rows of the engines the RUL model was trained on, from its train file in the
+    folder `cmapss`."""
     from ml.data.cmapss import read_trajectories
 
     name = next(iter(manifest.training_data))
-    traj = read_trajectories(_training_file(manifest, data / "cmapss" / name))
+    traj = read_trajectories(_training_file(manifest, cmapss / name))
     engines = manifest.config["training"]["split"]["train"]
     return traj.select(engines).rows
 
 
-def fit_rul(manifest: ModelManifest, data: Path) -> WindowProfile:
+def fit_rul(manifest: ModelManifest, cmapss: Path) -> WindowProfile:
+    """The profile of a RUL model, its train file found in the folder `cmapss`."""
     from ml.data.cmapss import Preprocessing
 
     prep = Preprocessing.from_dict(manifest.preprocessing)
-    rows = rul_training_rows(manifest, data)
+    rows = rul_training_rows(manifest, cmapss)
     split = manifest.config["training"]["split"]
     return WindowProfile.fit(
         rows,
@@ -74,24 +79,24 @@ def fit_rul(manifest: ModelManifest, data: Path) -> WindowProfile:
     )
 
 
-def fit_failure(manifest: ModelManifest, data: Path) -> RowProfile:
+def fit_failure(manifest: ModelManifest, csv: Path) -> RowProfile:
+    """The profile of a failure model, fitted on the CSV file `csv` (its training data)."""
     from ml.data import ai4i
 
-    name = next(iter(manifest.training_data))
-    rows = ai4i.read_rows(_training_file(manifest, data / "ai4i2020" / name), require_labels=True)
+    rows = ai4i.read_rows(_training_file(manifest, csv), require_labels=True)
     return RowProfile.fit(
         rows.raw,
-        fitted_on={"file": name, "rows": len(rows), "part": "every row (the final fit's data)"},
+        fitted_on={"file": csv.name, "rows": len(rows), "part": "every row (the final fit's data)"},
     )
 
 
-def fit_defect(manifest: ModelManifest, model_dir: Path, data: Path) -> ImageProfile:
+def fit_defect(manifest: ModelManifest, model_dir: Path, images_dir: Path) -> ImageProfile:
+    """The profile of a defect model, its training images found in the folder `images_dir`."""
     import torch
 
     from ml.inspection import DefectPredictor
     from ml.tasks.defect import recreate_split
 
-    images_dir = data / "neu-det" / "IMAGES"
     loaded, split = recreate_split(manifest, images_dir)
     predictor = DefectPredictor.from_dir(model_dir, with_profile=False)
     images = loaded.images[torch.from_numpy(split.train)]
@@ -111,7 +116,27 @@ def fit_defect(manifest: ModelManifest, model_dir: Path, data: Path) -> ImagePro
 
 def fit_profile(model_dir: Path, data: Path) -> Profile:
     """The input profile of the model in `model_dir`, fitted on its training split found in
-    `data` (a folder like ../shared/data).
+    `data` (a folder like ../shared/data: cmapss/, ai4i2020/, neu-det/IMAGES).
+
+    Raises:
+        MLInputError: the data are not the model's training data, or the task is unknown.
+        FileNotFoundError: a data file is missing.
+    """
+    manifest = load_manifest(model_dir)
+    location = {
+        "rul": data / "cmapss",
+        "failure": data / "ai4i2020" / next(iter(manifest.training_data), ""),
+        "defect": data / "neu-det" / "IMAGES",
+    }.get(manifest.task)
+    if location is None:
+        raise MLInputError(f"no input profile for task {manifest.task!r}")
+    return fit_profile_at(model_dir, location)
+
+
+def fit_profile_at(model_dir: Path, location: Path) -> Profile:
+    """The input profile of the model in `model_dir`, its training data at `location`: the
+    folder of the C-MAPSS train file (rul), the CSV file (failure), the folder of images
+    (defect) — what `forgeproof ml train` takes as --data-dir, --csv, --images.
 
     Raises:
         MLInputError: the data are not the model's training data, or the task is unknown.
@@ -119,11 +144,11 @@ def fit_profile(model_dir: Path, data: Path) -> Profile:
     """
     manifest = load_manifest(model_dir)
     if manifest.task == "rul":
-        return fit_rul(manifest, data)
+        return fit_rul(manifest, location)
     if manifest.task == "failure":
-        return fit_failure(manifest, data)
+        return fit_failure(manifest, location)
     if manifest.task == "defect":
-        return fit_defect(manifest, model_dir, data)
+        return fit_defect(manifest, model_dir, location)
     raise MLInputError(f"no input profile for task {manifest.task!r}")
 
 

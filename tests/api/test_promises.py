@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,9 @@ def _setup(plant: Plant, hooks: dict[str, Hook]) -> None:
         assert r.status_code == 201, r.text
 
 
-def _settle(plant: Plant, asset: str, *, error: float, half_width: float = 10.0) -> int:
+def _settle(
+    plant: Plant, asset: str, *, error: float, half_width: float = 10.0, **extra: Any
+) -> int:
     """A prediction `error` cycles off with +-half_width intervals, and its outcome."""
     rul, last = 60.0, 100
     failure = last + round(rul - error)
@@ -42,6 +45,7 @@ def _settle(plant: Plant, asset: str, *, error: float, half_width: float = 10.0)
         asset, rul=rul, last_cycle=last,
         intervals={"80": [rul - half_width, rul + half_width],
                    "90": [rul - 1.5 * half_width, rul + 1.5 * half_width]},
+        **extra,
     )  # fmt: skip
     assert r.status_code == 201, r.text
     o = plant.submit("line-3", kind="outcome", settles=[r.json()["id"]], asset=asset,
@@ -134,3 +138,50 @@ def test_error_past_the_bound_raises_then_clears(plant: Plant, hooks: dict[str, 
     states = [a["record"]["payload"]["state"] for a in _alarms(plant)]
     assert states == ["raised", "cleared"]
     assert digest != plant.models["rul-test"]
+
+
+def test_promises_are_checked_per_prediction_source(plant: Plant, hooks: dict[str, Hook]) -> None:
+    """A healthy source does not mask a drifting one (pooled, 60 of 70 covered at 90 % gives
+    p = 0.13: no alarm), nor is it blamed for it: the alarm names the broken source and the
+    assets of that source only."""
+    _setup(plant, hooks)
+    for i in range(6 * MIN_OUTCOMES):
+        _settle(plant, "engine-1", error=(i % 5) - 2.0, source="fleet-a.txt")  # kept
+    assert _alarms(plant) == []
+    for _ in range(MIN_OUTCOMES):
+        _settle(plant, "engine-2", error=30.0, source="fleet-b.txt")  # outside both intervals
+    [alarm] = _alarms(plant)
+    payload = alarm["record"]["payload"]
+    assert payload["state"] == "raised" and payload["outcomes"] == 7 * MIN_OUTCOMES
+    assert {b["source"] for b in payload["broken"]} == {"fleet-b.txt"}
+    assert {"coverage_80", "coverage_90"} <= {b["promise"] for b in payload["broken"]}
+    assert payload["affected_assets"] == ["engine-2"]
+    card = plant.client.get(f"/v1/models/{plant.model()}/scorecard", headers=plant.as_("tuv"))
+    assert card.json()["overall"]["coverage"]["90"]["p_value"] > 0.01  # pooled: no evidence
+
+
+def test_predictions_without_a_source_form_one_group() -> None:
+    from api.promises import by_source
+    from api.scorecards import Pair
+
+    def pair(source: str | None) -> Pair:
+        predicted = {"rul": 1.0} | ({"source": source} if source else {})
+        return Pair(1, 2, "e", "2026-01", predicted, {"failure_cycle": 3})
+
+    groups = by_source([pair(None), pair("a.txt"), pair(None)])
+    assert {k: len(v) for k, v in groups.items()} == {"input": 2, "a.txt": 1}
+
+
+def test_sources_too_small_to_test_alone_are_tested_together() -> None:
+    """Naming a new source every few predictions does not keep them all untested."""
+    from api.promises import SMALL, checked_groups
+    from api.scorecards import Pair
+
+    def pair(source: str) -> Pair:
+        return Pair(1, 2, "e", "2026-01", {"rul": 1.0, "source": source}, {"failure_cycle": 3})
+
+    big = [pair("fleet.txt") for _ in range(MIN_OUTCOMES)]
+    tiny = [pair(f"s{i}.txt") for i in range(MIN_OUTCOMES)]  # one prediction a source
+    groups = dict(checked_groups(big + tiny))
+    assert set(groups) == {"fleet.txt", SMALL}
+    assert len(groups[SMALL]) == MIN_OUTCOMES

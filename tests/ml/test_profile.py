@@ -12,6 +12,7 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,7 +33,9 @@ from ml.profile import (
     InputCheck,
     RowProfile,
     WindowProfile,
+    image_stats,
     profile_bytes,
+    profile_from_dict,
 )
 from ml.shipped import MODELS
 from ml.tasks.profiling import fit_profile, held_out_cuts, sensor_column
@@ -109,6 +112,36 @@ def test_a_manifest_without_profile_keeps_its_digest() -> None:
     assert bare.digest() != manifest.digest()
     again = ModelManifest.model_validate_json(json.dumps(bare.as_json()))
     assert again.digest() == bare.digest()
+
+
+@pytest.mark.parametrize("model", [RUL_MODEL, FAILURE_MODEL, DEFECT_MODEL], ids=lambda p: p.name)
+def test_the_ood_score_is_the_reference_distance(model: Path) -> None:
+    """Mahalanobis.score (a matrix product per centre) gives the textbook quadratic form."""
+    d = json.loads((model / PROFILE_FILE).read_text())
+    ood = profile_from_dict(d).ood
+    rng = np.random.default_rng(0)
+    x = ood.mean + ood.std * rng.normal(0, 2, (64, len(ood.mean)))
+    z = (x - ood.mean) / ood.std
+    ref = np.min(
+        [np.einsum("md,de,me->m", z - c, ood.precision, z - c) for c in ood.centers], axis=0
+    )
+    np.testing.assert_allclose(ood.score(x), np.sqrt(ref), rtol=1e-12)
+    x[3, 1] = np.nan
+    assert np.isnan(ood.score(x)[3]) and np.isfinite(np.delete(ood.score(x), 3)).all()
+
+
+def test_image_stats_are_the_histogram_statistics() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4, 200, 200)).astype(np.uint8)
+    images[1] = 7
+    images[2, :150] = 255
+    got = image_stats(images)
+    flat = images.reshape(4, -1).astype(np.float64)
+    np.testing.assert_allclose(got[:, 0], flat.mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(got[:, 1], flat.std(axis=1), rtol=1e-9, atol=1e-9)
+    for i, row in enumerate(flat):  # the lowest level whose cumulative share reaches p
+        for j, p in enumerate((0.01, 0.5, 0.99)):
+            assert got[i, 2 + j] == np.sort(row)[int(np.ceil(p * len(row))) - 1]
 
 
 # -- sensor windows (rul-fd001) ------------------------------------------------------------
@@ -226,6 +259,55 @@ def test_batched_window_check_agrees_with_one_by_one(
     assert batched[3].status == "flag"
 
 
+def test_history_check_agrees_with_one_window_at_a_time(
+    rul: RULPredictor, rul_profile: WindowProfile, data: Path
+) -> None:
+    """check_histories (each raw row read once, running sums) gives each window of a fleet's
+    histories the flags, scores and reasons check_window gives it alone: with NaN, a stuck
+    sensor (shorter and longer than STUCK_MIN_ROWS), values out of range in the window and in
+    the baseline rows only, rows as float64 and float32, window ends in any engine order."""
+    split = load_manifest(RUL_MODEL).config["training"]["split"]
+    traj = read_trajectories(data / "cmapss" / "train_FD001.txt").select(split["validation"][:4])
+    rows = traj.rows.copy()
+    slices = list(traj.engine_slices().items())
+    a, b, c, d = (s.start for _, s in slices)
+    rows[a : a + 12, sensor_column("s7")] = rows[a, sensor_column("s7")]  # stuck from the start
+    b_stop = slices[1][1].stop  # s11 stuck over 95 rows: some full windows are constant
+    rows[b_stop - 100 : b_stop - 5, sensor_column("s11")] = rows[b_stop - 100, sensor_column("s11")]
+    rows[b + 20, sensor_column("s4")] = np.nan
+    rows[c + 150, sensor_column("s3")] -= 273.15  # one row out of range
+    rows[d + 5, 2] = 0.5  # setting_1 out of range early in life: in the baseline rows only
+    ends = {u: np.arange(1, s.stop - s.start + 1) for u, s in reversed(slices)}
+    w = rul_profile.window
+    for baseline in (0, rul.prep.baseline_cycles):
+        for arr in (rows, rows.astype(np.float32)):
+            batch = rul_profile.check_histories(arr, ends, baseline=baseline)
+            assert len(batch) == sum(len(e) for e in ends.values())
+            starts = {u: s.start for u, s in slices}
+            k = 0
+            for u, es in ends.items():
+                history = arr[starts[u] : starts[u] + es[-1]]
+                for e in es:
+                    used = np.union1d(np.arange(min(baseline, e)), np.arange(max(0, e - w), e))
+                    alone = rul_profile.check_window(history[:e][used])
+                    got = batch.result(k)
+                    assert (got.status, got.reasons) == (alone.status, alone.reasons), (u, e)
+                    if alone.ood_score is None:
+                        assert got.ood_score is None and np.isnan(batch.scores[k])
+                    else:
+                        assert got.ood_score == pytest.approx(alone.ood_score, rel=1e-9)
+                        assert batch.scores[k] == pytest.approx(alone.ood_score, rel=1e-9)
+                    k += 1
+            reasons = [
+                r for i in np.flatnonzero(batch.flagged) for r in batch.result(int(i)).reasons
+            ]
+            for text in ("s7 stuck", "s11 stuck", "s4 missing", "s3 = "):
+                assert any(r.startswith(text) for r in reasons), text
+            last4 = batch.result(len(ends[slices[3][0]]) - 1)  # engine 4 comes first in `ends`
+            assert any(r.startswith("setting_1 = ") for r in last4.reasons) == (baseline > 0)
+    assert len(rul_profile.check_histories(rows, {})) == 0
+
+
 def test_cli_predict_reports_flags(rul: RULPredictor, tmp_path: Path) -> None:
     rows = read_trajectories(CMAPSS_SAMPLE).rows.copy()
     first = rows[:, 0] == rows[0, 0]
@@ -297,9 +379,34 @@ def test_corrupted_rows_are_flagged(ai4i_rows: ai4i.Rows) -> None:
     assert rate(swap(4, 5)) > 0.6
 
 
+def test_row_check_in_blocks_agrees_with_one_row_at_a_time(
+    ai4i_rows: ai4i.Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """check_batch works through rows in blocks; a row's check does not depend on its block."""
+    import ml.profile
+
+    monkeypatch.setattr(ml.profile, "ROW_BLOCK", 1024)
+    predictor = FailurePredictor.from_dir(FAILURE_MODEL)
+    profile = predictor.profile
+    assert isinstance(profile, RowProfile)
+    raw = ai4i_rows.raw[:2500].copy()  # three blocks
+    raw[[5, 1500], 2] = np.nan
+    raw[[1100, 2400], 1] -= 273.15
+    batch = profile.check_batch(raw)
+    assert len(batch) == len(raw) and batch.flagged[[5, 1100, 1500, 2400]].all()
+    for i in [0, 5, 1023, 1024, 1100, 1500, 2047, 2048, 2400, 2499]:
+        alone = profile.check_batch(raw[i : i + 1]).result(0)
+        got = batch.result(i)
+        assert (got.status, got.reasons) == (alone.status, alone.reasons), i
+        if alone.ood_score is None:
+            assert got.ood_score is None
+        else:  # a matrix product of one row may round differently from one of many
+            assert got.ood_score == pytest.approx(alone.ood_score, rel=1e-12)
+
+
 def test_failure_payload_commits_the_check() -> None:
     predictor = FailurePredictor.from_dir(FAILURE_MODEL)
-    kw = dict(asset_id="m1", product_type="M", rotational_speed=1500.0, torque=40.0)
+    kw: dict[str, Any] = dict(asset_id="m1", product_type="M", rotational_speed=1500.0, torque=40.0)
     ok = predictor.predict_one(
         air_temperature=300.0, process_temperature=310.0, tool_wear=100, **kw
     )
