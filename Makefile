@@ -8,12 +8,14 @@ STAMP  := $(VENV)/.installed-stamp
 
 install: $(STAMP) node_modules/.package-lock.json
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements-fl.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch is pinned exactly: a CPU wheel lies on local disk, a range pulls a multi-GB CUDA build.
 	$(PIP) install -q torch==2.13.0 numpy
 	$(PIP) install -q -e '.[dev]'
+	# Flower without its pins (requirements-fl.txt says why).
+	$(PIP) install -q --no-deps -r requirements-fl.txt
 	touch $@
 
 node_modules/.package-lock.json: package.json

@@ -15,6 +15,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from api.federation.cli import app as fl_app
+from api.federation.cli import verify_training_command
 from ledger import cli as ledger_cli
 from ledger.cli import (
     DEFAULT_HOME,
@@ -48,6 +50,8 @@ app.registered_groups += ledger_cli.app.registered_groups
 api_keys_app = typer.Typer(no_args_is_help=True, help="API keys of the provenance service.")
 app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(ml_app, name="ml")
+app.add_typer(fl_app, name="fl")
+app.command("verify-training")(verify_training_command)
 
 
 @app.command()

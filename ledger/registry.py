@@ -61,6 +61,10 @@ KIND_ROLES: dict[str, frozenset[str]] = {
     # by whoever runs the plant and the models, never by a model's publisher, who would be
     # grading its own promises (docs/scorecards.md).
     "outcome": MODEL_ROLES,
+    # Federated training (api/federation): each plant signs its own updates, the operator who
+    # runs the server signs the rounds that aggregate them.
+    "fl_update": frozenset({"manufacturer"}),
+    "fl_round": frozenset({"operator"}),
 }
 
 

@@ -88,3 +88,15 @@ def get_scorecard_bundle(
     every prediction and outcome it used (docs/examples/recompute_scorecard.py checks it)."""
     _scored(digest, caller, service)
     return bundle(service, digest)
+
+
+@router.get("/{digest}/training")
+def get_training(digest: str, caller: ScorecardReader, service: ServiceDep) -> dict[str, Any]:
+    """A federated model's training chain, walked over the log: every round's record and every
+    update it aggregated, with their receipts (keys and roles at the time, anchors). The
+    aggregates and the weights are checked by `forgeproof verify-training` on the model's
+    directory (docs/federated.md)."""
+    from api.federation.verify import training_report
+
+    _scored(digest, caller, service)
+    return training_report(service, digest)

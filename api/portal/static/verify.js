@@ -555,6 +555,8 @@
     model_manifest: ["model_publisher", "operator"],
     alarm: ["operator"],
     outcome: MODEL_ROLES,
+    fl_update: ["manufacturer"],
+    fl_round: ["operator"],
   };
   const bitsToRoles = (bits) => Object.keys(ROLE_BITS).filter((r) => Number(bits) & ROLE_BITS[r]);
   const rolesForKind = (kind) => (Object.prototype.hasOwnProperty.call(KIND_ROLES, kind) ? KIND_ROLES[kind] : WRITING_ROLES);
