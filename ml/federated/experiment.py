@@ -27,7 +27,7 @@ from ml.federated.server import (
     merge_stats,
     simulate,
 )
-from ml.models.rul import RULNet
+from ml.models.rul import RULConfig, RULNet
 from ml.tasks.rul import (
     TrainSettings,
     fit_network,
@@ -37,27 +37,31 @@ from ml.tasks.rul import (
 # --------------------------------------------------------------------------------- baselines
 
 
+def _fit(
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    config: RULConfig,
+    settings: TrainSettings,
+    seed: int,
+) -> tuple[RULNet, dict[str, Any]]:
+    """The recipe's training (ml.tasks.rul.fit_network) on given windows, timed."""
+    set_seed(seed)
+    started = time.perf_counter()
+    model, history = fit_network(train, val, config, settings, cap=config.target_scale, show=False)
+    history["seconds"] = round(time.perf_counter() - started, 1)
+    return model, history
+
+
 def fit_central(
     clients: Sequence[PlantClient], settings: TrainSettings, *, seed: int
 ) -> tuple[RULNet, dict[str, Any]]:
     """The reference the federation must approach: the recipe's training on every plant's
     training windows pooled (what a data lake would do), validated on all their validation
     windows, with the same (global) preprocessing the clients were prepared with."""
-    set_seed(seed)
     config = clients[0]._ready()[1]
     train = tuple(np.concatenate([c.data["train"][i] for c in clients]) for i in (0, 1))
     val = tuple(np.concatenate([c.data["validation"][i] for c in clients]) for i in (0, 1))
-    started = time.perf_counter()
-    model, history = fit_network(
-        (train[0], train[1]),
-        (val[0], val[1]),
-        config,
-        settings,
-        cap=config.target_scale,
-        show=False,
-    )
-    history["seconds"] = round(time.perf_counter() - started, 1)
-    return model, history
+    return _fit((train[0], train[1]), (val[0], val[1]), config, settings, seed)
 
 
 def fit_local(
@@ -65,19 +69,8 @@ def fit_local(
 ) -> tuple[RULNet, dict[str, Any]]:
     """A plant alone: the recipe on its own training and validation windows (with the global
     preprocessing, so its model can be scored on the other plants' engines at all)."""
-    set_seed(seed)
-    _, config = client._ready()
-    started = time.perf_counter()
-    model, history = fit_network(
-        client.data["train"],
-        client.data["validation"],
-        config,
-        settings,
-        cap=config.target_scale,
-        show=False,
-    )
-    history["seconds"] = round(time.perf_counter() - started, 1)
-    return model, history
+    config = client._ready()[1]
+    return _fit(client.data["train"], client.data["validation"], config, settings, seed)
 
 
 # ------------------------------------------------------------------------------------ report
