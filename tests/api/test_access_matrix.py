@@ -259,6 +259,14 @@ MATRIX |= {
             f"/v1/models/{c['model']['digest']}/scorecard/bundle", headers=p.as_(who)
         ),
     ),
+    # The training chain of a federated model: audited like its scorecard (a model that was not
+    # trained by a federation answers 404 to those who may ask).
+    ("GET", "/v1/models/{digest}/training"): (
+        {"operator", "tuv", "modelworks"},
+        lambda p, who, c: p.client.get(
+            f"/v1/models/{c['model']['digest']}/training", headers=p.as_(who)
+        ),
+    ),
 }
 EPCIS_READERS = {"operator", "line-3", "tuv"}
 _EVENT = {
