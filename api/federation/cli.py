@@ -54,6 +54,9 @@ def server(
     seed: int = 0,
     federation: Annotated[str | None, typer.Option(help="id; default a new one")] = None,
     wait: Annotated[float, typer.Option(help="seconds to wait for the plants")] = 120.0,
+    round_timeout: Annotated[
+        float, typer.Option(help="seconds a round waits for the plants' answers")
+    ] = 1800.0,
     tls_ca: Annotated[Path | None, typer.Option(help="CA certificate (PEM), with TLS")] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="server certificate (PEM)")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="server private key (PEM)")] = None,
@@ -95,7 +98,7 @@ def server(
         err.print(f"federation {base.federation}: listening on {address}", highlight=False)
         start_server(
             server_address=address,
-            config=ServerConfig(num_rounds=base.flower_rounds, round_timeout=wait),
+            config=ServerConfig(num_rounds=base.flower_rounds, round_timeout=round_timeout),
             strategy=flower_strategy(base),
             certificates=certs,
         )

@@ -25,7 +25,10 @@ never a raw row. Rounds 1..R carry weights as safetensors bytes (`ml.federated.u
      "update_sha256"}] (answers refused, and plants that did not answer; who an answer refused
      for its signature is from is only its claim), "aggregation": method,
      "aggregate_sha256": SHA-256 of the result (round 0: of the merged preprocessing as
-     canonical JSON; the calibration round R + 1: of the intervals)}
+     canonical JSON; the selection round R + 1: of the selected round's aggregate, named in
+     "selected_round"; the calibration round R + 2: of the intervals), "missing": the plants
+     with no accepted update this round, and in round 0 "plan": the rounds, strategy and
+     aggregation settings}
 
 The published model's manifest names the federation and the leaf hashes of its rounds, in
 order (`config.federation`); its weights are the selected round's aggregate.

@@ -1,18 +1,19 @@
 """The federation's server: a Flower strategy that keeps every round in the log.
 
-Flower round 1 is the normalisation round (round 0 in the log): every plant sends its
-sufficient statistics, the server merges them into the global preprocessing. Flower rounds
-2..R+1 are training rounds 1..R: the server sends the global weights (safetensors bytes), each
-plant trains locally and sends its new weights back with an `fl_update` record it signed over
-their SHA-256. The server refuses, and lists in the round's record as refused, any update whose
-bytes do not match the digest its plant signed, that started from other weights, that comes
-twice from one plant, or whose record the ledger does not accept (a key that is not the plant's
-registered key, a participant without the manufacturer role, a bad signature). The rest are
-appended as signed by their plants, aggregated, and the operator signs the round's record,
-which cites them by leaf hash and commits the aggregate's digest. After the last round the model
-is written with a manifest citing the rounds' records, registered, and the log anchored; the
-receipts of every round and update, and the updates' bytes, go beside the model in `training/`
-for `forgeproof verify-training`.
+Flower round 1 is the normalisation round (round 0 in the log): every plant sends its sufficient
+statistics, the server merges them into the global preprocessing. Log rounds 1..R train, R + 1
+selects the training round to publish (best validation RMSE pooled over the plants' signed
+reports), R + 2 calibrates its intervals. In training rounds the server sends the global weights
+(safetensors bytes), each plant trains locally and sends its new weights back with an
+`fl_update` record it signed over their SHA-256. The server refuses, and lists in the round's
+record as refused, any update whose bytes do not match the digest its plant signed, that started
+from other weights, that comes twice from one plant, or whose record the ledger does not accept
+(a key that is not the plant's registered key, a participant without the manufacturer role, a
+bad signature). The rest are appended as signed by their plants, aggregated, and the operator
+signs the round's record, which cites them by leaf hash and commits the aggregate's digest.
+After the last round the selected model is written with a manifest citing the rounds' records,
+registered, and the log anchored; the receipts of every round and update, and the updates'
+bytes, go beside the model in `training/` for `forgeproof verify-training`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class RoundLog:
     record: str = ""  # the fl_round record's leaf hash
     updates: dict[str, str] = field(default_factory=dict)  # plant -> fl_update leaf hash
     refused: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # plants with no accepted update
     seconds: float = 0.0
     ledger_seconds: float = 0.0  # the server's checking, signing and appending
     plant_ledger_seconds: float = 0.0  # the plants' hashing and signing, summed over plants
@@ -180,15 +182,15 @@ class LedgerStrategy:
                 continue
             accepted.append((taken.plant, taken.data, taken.n))
             entry.updates[taken.plant] = taken.leaf
-            if rnd > 1 and taken.validation is not None:  # of the weights this round started from
+            # How the weights this round started from validate (the calibration round's, of
+            # the selected weights again, are not a training round's).
+            if 1 < rnd <= self.select_round and taken.validation is not None:
                 self.validation.setdefault(rnd - 1, []).append(taken.validation)
             entry.plant_ledger_seconds += float((res.metrics or {}).get("ledger_seconds", 0.0))
-        for failure in failures:
+        for failure in failures:  # lost in transport: no claim to name
             entry.refused.append(_refusal(None, f"failed to answer: {failure}", None))
-        answered = set(entry.updates) | {r["claimed_plant"] for r in entry.refused}
-        for plant in self.plants:
-            if plant not in answered:
-                entry.refused.append(_refusal(plant, "no answer this round", None))
+        # Facts, not claims: the plants of the federation with no accepted update this round.
+        entry.missing = [p for p in self.plants if p not in entry.updates]
         accepted.sort(key=lambda a: self.plants.index(a[0]) if a[0] in self.plants else 1e9)
         if rnd == STATS_ROUND:
             aggregation = "merge statistics"
@@ -214,6 +216,9 @@ class LedgerStrategy:
             aggregation=aggregation,
             aggregate_sha256=sha256_0x(aggregate),
         )
+        payload["missing"] = entry.missing
+        if rnd == STATS_ROUND:  # the plan, signed: what verify-training counts rounds against
+            payload["plan"] = asdict(self.settings)
         if rnd == self.select_round:
             payload["selected_round"] = best
             self.selected = best
@@ -426,8 +431,8 @@ MODEL_NAME = "rul-federated"
 
 
 def publish(base: LedgerStrategy, running: Any, out: Path) -> dict[str, Any]:
-    """Write the federated model (the last training round's aggregate, the calibration round's
-    intervals) with a manifest citing every round's record, register it, anchor the log, and
+    """Write the federated model (the selected training round's aggregate, the calibration
+    round's intervals) with a manifest citing every round's record, register it, anchor the log, and
     put the receipts and updates beside it in training/. Returns a summary."""
     from api.manifests import register_manifest
     from ledger.receipts import build_receipt

@@ -287,6 +287,10 @@ def _walk(c: _Checker, manifest: Any, blobs: Blobs | None, published: str | None
             return
         # (Without the updates' bytes the initial weights are not recomputed: round 1's start
         # is then taken as stated.)
+        if k == STATS_ROUND and (p.get("plan") or {}).get("rounds") != planned:
+            v.fail(what, f"the signed plan has {(p.get('plan') or {}).get('rounds')} training "
+                         f"rounds, the manifest {planned}")  # fmt: skip
+            return
         if k > STATS_ROUND and weights is not None and p.get("base_sha256") != weights:
             v.fail(what, f"starts from weights {p.get('base_sha256')}, not {weights}")
             return
@@ -303,7 +307,7 @@ def _walk(c: _Checker, manifest: Any, blobs: Blobs | None, published: str | None
             if up.get("base_sha256") != p.get("base_sha256"):
                 v.fail(f"round {k} update", f"{plant} trained from other weights")
                 return
-            if k > 1 and "base_validation_rmse" in up:
+            if 1 < k <= select and "base_validation_rmse" in up:
                 report = (float(up["base_validation_rmse"]), int(up.get("n_validation", 0)))
                 validation.setdefault(k - 1, []).append(report)
             if blobs is None or k == select:

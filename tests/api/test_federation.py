@@ -74,7 +74,8 @@ def _reasons(model: Path, home: Path | None = None) -> str:
 
 def test_a_changed_update_is_named(federation: dict, tmp_path: Path) -> None:
     model = _copy(federation, tmp_path)
-    update = sorted((model / "training" / "updates").glob("*.bin"))[4]
+    # a training round's weights (the largest files; the selection round's are empty)
+    update = max((model / "training" / "updates").glob("*.bin"), key=lambda f: f.stat().st_size)
     data = bytearray(update.read_bytes())
     data[-5] ^= 0x01
     update.write_bytes(bytes(data))
@@ -88,6 +89,10 @@ def test_a_missing_round_is_named(federation: dict, tmp_path: Path) -> None:
     del manifest["config"]["federation"]["rounds"][1]
     path.write_text(json.dumps(manifest))
     assert "a round is missing" in _reasons(model)
+    # ... and lowering the manifest's plan to match does not hide it: round 0 signed the plan.
+    manifest["config"]["training"]["rounds"] -= 1
+    path.write_text(json.dumps(manifest))
+    assert "the signed plan has 2 training rounds" in _reasons(model)
 
 
 def test_swapped_final_weights_are_named(federation: dict, tmp_path: Path) -> None:
@@ -205,6 +210,7 @@ def test_the_server_refuses_a_tampered_update_and_a_foreign_key(
     ] * 2  # fmt: skip
     last = log.find(bytes.fromhex(strategy.rounds[-1].record[2:])).record()
     assert len(last.payload["refused"]) == 2
+    assert last.payload["missing"] == d.names[1:]  # no accepted update: a fact, not a claim
     # The published model's audit passes: the refusals are in its rounds' records.
     summary = publish(strategy, d.running, tmp_path / "model")
     # An auditor's view over the API: the chain walked over the log, with its receipts.
