@@ -112,16 +112,20 @@ class PlantNode:
         return data, n, metrics_out
 
     def _residuals(self, state: dict[str, np.ndarray]) -> tuple[bytes, int]:
-        """Predicted and true RUL at calibration cuts of this plant's held-out engines."""
+        """Predicted and true RUL at the calibration cuts of this plant's held-out engines (as
+        central training calibrates, `ml.tasks.rul.calibration_scores`)."""
         from ml.federated import model_from_state
-        from ml.tasks.rul import CAL_CUTS, Scored, _lengths, _scored
+        from ml.tasks.rul import calibration_scores
 
-        prep, config = self.plant._ready()
-        model = model_from_state(state, config)
-        lengths = _lengths(self.plant.traj, self.plant.split["holdout"])
-        ends = self.plant.truncation.cuts(lengths, self.plant.seed, n=CAL_CUTS, stream=5)
-        scored: Scored = _scored(model, prep, self.plant.traj, lengths, ends)
-        pred, true, _ = scored
+        prep, config = self.plant.ready()
+        pred, true, _ = calibration_scores(
+            model_from_state(state, config),
+            prep,
+            self.plant.traj,
+            self.plant.split["holdout"],
+            self.plant.seed,
+            self.plant.truncation,
+        )
         data = canonical({"plant": self.participant, "predicted": pred.astype(float), "true": true})
         return data, len(true)
 

@@ -313,36 +313,54 @@ class LedgerStrategy:
         return Taken(plant, data, n, leaf, validation=validation, seconds=time.perf_counter() - t)
 
     def _merge(self, contributions: list[bytes]) -> bytes:
-        from ml.federated import merge_stats
-
-        self.prep = merge_stats([stats_from_bytes(d) for d in contributions])
-        data = preprocessing_bytes(self.prep.to_dict())
+        self.prep, data = merged_preprocessing(contributions)
         return data
 
     def _aggregate(self, updates: list[tuple[bytes, int]]) -> bytes:
-        from ml.federated import aggregate, load_update, update_bytes
-
         if not updates:  # nothing accepted: the weights stay as they were
             assert self.global_bytes is not None
             return self.global_bytes
-        states = [(load_update(d), n) for d, n in updates]
-        return update_bytes(aggregate(states, self.settings.aggregation, trim=self.settings.trim))
+        return aggregated_weights(updates, self.settings.aggregation, self.settings.trim)
 
     def _calibrate(self, contributions: list[bytes]) -> bytes:
-        """Split conformal over every plant's held-out residuals, as central training does
-        over its held-out engines (ml.tasks.rul)."""
-        from ml.tasks.rul import _calibrate
-
-        pred = np.concatenate([json.loads(d)["predicted"] for d in contributions])
-        true = np.concatenate([json.loads(d)["true"] for d in contributions])
-        self.conformal = _calibrate(pred, true, self.prep.cap)
-        data = canonical(self.conformal.to_dict())
+        self.conformal, data = calibrated_intervals(contributions, self.prep)
         return data
 
     def _initial_weights(self) -> bytes:
         from ml.federated import initial_state, model_config, update_bytes
 
         return update_bytes(initial_state(model_config(self.prep), self.seed))
+
+
+# A round's aggregate from its accepted contributions: what the server computes and
+# `forgeproof verify-training` recomputes, one definition for both.
+
+
+def merged_preprocessing(contributions: list[bytes]) -> tuple[Any, bytes]:
+    """Round 0: the plants' statistics merged into the global preprocessing (and its bytes)."""
+    from ml.federated import merge_stats
+
+    prep = merge_stats([stats_from_bytes(d) for d in contributions])
+    return prep, preprocessing_bytes(prep.to_dict())
+
+
+def aggregated_weights(updates: list[tuple[bytes, int]], method: str, trim: float) -> bytes:
+    """A training round: the plants' weights (bytes, training windows) aggregated."""
+    from ml.federated import aggregate, load_update, update_bytes
+
+    states = [(load_update(d), n) for d, n in updates]
+    return update_bytes(aggregate(states, method, trim=trim))
+
+
+def calibrated_intervals(contributions: list[bytes], prep: Any) -> tuple[Any, bytes]:
+    """The calibration round: split conformal over every plant's held-out residuals, as central
+    training calibrates over its held-out engines (ml.tasks.rul)."""
+    from ml.tasks.rul import calibrate_intervals
+
+    pred = np.concatenate([json.loads(d)["predicted"] for d in contributions])
+    true = np.concatenate([json.loads(d)["true"] for d in contributions])
+    conformal = calibrate_intervals(pred, true, prep.cap)
+    return conformal, canonical(conformal.to_dict())
 
 
 def select_best(validation: dict[int, list[tuple[float, int]]]) -> int:

@@ -30,10 +30,7 @@ from api.federation.records import (
     ROUND_KIND,
     STATS_ROUND,
     UPDATE_KIND,
-    canonical,
-    preprocessing_bytes,
     sha256_0x,
-    stats_from_bytes,
 )
 from api.federation.server import TRAINING_DIR, receipt_file, update_file
 from ledger.errors import LedgerError
@@ -412,27 +409,24 @@ def _recompute(
     weights: str | None,
 ) -> tuple[str, Any, Any]:
     """(the round's aggregate digest recomputed from its updates, the preprocessing, the
-    intervals) for round `k`."""
-    from ml.federated import aggregate, load_update, merge_stats, update_bytes
-    from ml.tasks.rul import _calibrate
+    intervals) for round `k`, by the server's own definitions."""
+    from api.federation.server import (
+        aggregated_weights,
+        calibrated_intervals,
+        merged_preprocessing,
+    )
 
     conformal = None
     if k == STATS_ROUND:
-        prep = merge_stats([stats_from_bytes(d) for d, _ in contributions])
-        got = sha256_0x(preprocessing_bytes(prep.to_dict()))
+        prep, data = merged_preprocessing([d for d, _ in contributions])
     elif k == calibration:
-        pred = np.concatenate([json.loads(d)["predicted"] for d, _ in contributions])
-        true = np.concatenate([json.loads(d)["true"] for d, _ in contributions])
-        conformal = _calibrate(pred, true, prep.cap)
-        got = sha256_0x(canonical(conformal.to_dict()))
+        conformal, data = calibrated_intervals([d for d, _ in contributions], prep)
     elif contributions:
-        states = [(load_update(d), n) for d, n in contributions]
         method = str(p.get("aggregation"))
-        trim = float(training.get("trim", 0.2))
-        got = sha256_0x(update_bytes(aggregate(states, method, trim=trim)))
+        data = aggregated_weights(contributions, method, float(training.get("trim", 0.2)))
     else:
-        got = weights or ""
-    return got, prep, conformal
+        return weights or "", prep, conformal
+    return sha256_0x(data), prep, conformal
 
 
 def _published_digest(model_dir: Path) -> str:

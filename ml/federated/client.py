@@ -29,6 +29,7 @@ from ml.tasks.rul import (
     MIN_CYCLES,
     Recipe,
     all_window_ends,
+    engine_lengths,
     fit_truncation,
     holdout_report,
     rmse,
@@ -63,11 +64,6 @@ def _read(path: Path) -> Trajectories:
 @functools.lru_cache(maxsize=4)
 def _read_version(path: Path, mtime_ns: int) -> Trajectories:
     return read_trajectories(path)
-
-
-def _lengths(traj: Trajectories, units: Sequence[int]) -> dict[int, int]:
-    slices = traj.engine_slices()
-    return {int(u): slices[u].stop - slices[u].start for u in units}
 
 
 def _parts(ids: Sequence[int], n: int, seed: int, stream: int) -> list[tuple[int, ...]]:
@@ -280,11 +276,11 @@ class PlantClient:
         self.config = model_config(prep, self.recipe)
         self.data = {}
         for part in ("train", "validation"):
-            lengths = _lengths(self.traj, self.split[part])
+            lengths = engine_lengths(self.traj, self.split[part])
             ends = all_window_ends(lengths, prep.min_cycles)
             self.data[part] = (prep.windows(self.traj, ends), targets(lengths, ends, prep.cap))
 
-    def _ready(self) -> tuple[Preprocessing, RULConfig]:
+    def ready(self) -> tuple[Preprocessing, RULConfig]:
         if self.prep is None or self.config is None:
             raise MLInputError(f"plant {self.name}: no preprocessing yet (call prepare first)")
         return self.prep, self.config
@@ -298,7 +294,7 @@ class PlantClient:
     ) -> tuple[State, int, dict[str, Any]]:
         """One round: `local_fit` from the global weights. Returns (weights, training windows,
         metrics). `poison` (tests and experiments only) scales the step, see `poisoned`."""
-        _, config = self._ready()
+        _, config = self.ready()
         started = time.perf_counter()
         state, n, score = local_fit(
             global_state, self.data["train"], self.data["validation"], config, settings
@@ -317,7 +313,7 @@ class PlantClient:
 
     def evaluate(self, global_state: Mapping[str, np.ndarray]) -> tuple[float, int]:
         """(RMSE of the global weights on this plant's validation windows, their number)."""
-        _, config = self._ready()
+        _, config = self.ready()
         x, y = self.data["validation"]
         model = model_from_state(global_state, config)
         return rmse(rul_predictions(model, x, cap=config.target_scale), y), len(y)
@@ -325,7 +321,7 @@ class PlantClient:
     def test(self, model: RULNet, prep: Preprocessing | None = None) -> dict[str, Any]:
         """Held-out metrics of `model` (with `prep`, default the global one) on this plant's
         held-out engines: `ml.tasks.rul.holdout_report`, test-like cuts."""
-        prep = prep or self._ready()[0]
+        prep = prep or self.ready()[0]
         metrics, _ = holdout_report(
             model, prep, self.traj, self.split["holdout"], self.seed, self.truncation
         )

@@ -58,7 +58,7 @@ def fit_central(
     """The reference the federation must approach: the recipe's training on every plant's
     training windows pooled (what a data lake would do), validated on all their validation
     windows, with the same (global) preprocessing the clients were prepared with."""
-    config = clients[0]._ready()[1]
+    config = clients[0].ready()[1]
     train = tuple(np.concatenate([c.data["train"][i] for c in clients]) for i in (0, 1))
     val = tuple(np.concatenate([c.data["validation"][i] for c in clients]) for i in (0, 1))
     return _fit((train[0], train[1]), (val[0], val[1]), config, settings, seed)
@@ -69,7 +69,7 @@ def fit_local(
 ) -> tuple[RULNet, dict[str, Any]]:
     """A plant alone: the recipe on its own training and validation windows (with the global
     preprocessing, so its model can be scored on the other plants' engines at all)."""
-    config = client._ready()[1]
+    config = client.ready()[1]
     return _fit(client.data["train"], client.data["validation"], config, settings, seed)
 
 

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ml import _progress
 from ml._progress import progress
-from ml._progress import progress as progress_bar
 from ml.conformal import ConformalIntervals, coverage
 from ml.data.cmapss import (
     INFORMATIVE_SENSORS,
@@ -93,7 +93,7 @@ def rmse(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(pred) - np.asarray(true)) ** 2)))
 
 
-def _lengths(traj: Trajectories, units: list[int]) -> dict[int, int]:
+def engine_lengths(traj: Trajectories, units: list[int]) -> dict[int, int]:
     slices = traj.engine_slices()
     return {u: slices[u].stop - slices[u].start for u in units}
 
@@ -166,7 +166,7 @@ def fit_network(
     }
 
 
-def _scored(
+def score_ends(
     model: RULNet,
     prep: Preprocessing,
     traj: Trajectories,
@@ -191,7 +191,7 @@ def crossfit_coverage(
     widths: dict[float, list[np.ndarray]] = {lv: [] for lv in LEVELS}
     for group in groups:
         keep = ~np.isin(cal[2], group)
-        ci = _calibrate(cal[0][keep], cal[1][keep], cap)
+        ci = calibrate_intervals(cal[0][keep], cal[1][keep], cap)
         m = np.isin(scored[2], group)
         for lv in LEVELS:
             lo, hi = ci.interval(scored[0][m], lv)
@@ -205,6 +205,23 @@ def crossfit_coverage(
     return out
 
 
+def calibration_scores(
+    model: RULNet,
+    prep: Preprocessing,
+    traj: Trajectories,
+    holdout: list[int],
+    seed: int,
+    truncation: Truncation,
+) -> Scored:
+    """The conformal calibration set: `CAL_CUTS` test-like cuts of each held-out engine, from a
+    random stream of their own (apart from the scored cuts), so every engine weighs the same and
+    the residuals follow the distribution the intervals are judged on."""
+    lengths = engine_lengths(traj, holdout)
+    return score_ends(
+        model, prep, traj, lengths, truncation.cuts(lengths, seed, n=CAL_CUTS, stream=5)
+    )
+
+
 def holdout_report(
     model: RULNet,
     prep: Preprocessing,
@@ -216,20 +233,17 @@ def holdout_report(
     """Metrics on held-out engines under the test-like protocol (cuts drawn as the test file
     cuts its engines, `truncation`) and under uniform cuts, and the conformal intervals
     calibrated on test-like cuts of all held-out engines."""
-    lengths = _lengths(traj, holdout)
+    lengths = engine_lengths(traj, holdout)
     cap = prep.cap
-    test_like = _scored(
+    test_like = score_ends(
         model, prep, traj, lengths, truncation.cuts(lengths, seed, n=N_CUTS, stream=2)
     )
-    # Calibration residuals: CAL_CUTS cuts per engine from their own random stream, so every
-    # engine weighs the same and the residuals follow the distribution the intervals are
-    # judged on.
-    cal = _scored(model, prep, traj, lengths, truncation.cuts(lengths, seed, n=CAL_CUTS, stream=5))
-    uniform = _scored(model, prep, traj, lengths, cut_points(lengths, seed, prep.min_cycles))
-    uniform_cal = _scored(
+    cal = calibration_scores(model, prep, traj, holdout, seed, truncation)
+    uniform = score_ends(model, prep, traj, lengths, cut_points(lengths, seed, prep.min_cycles))
+    uniform_cal = score_ends(
         model, prep, traj, lengths, cut_points(lengths, seed, prep.min_cycles, n=CAL_CUTS, stream=5)
     )
-    every = _scored(model, prep, traj, lengths, all_window_ends(lengths, prep.min_cycles))
+    every = score_ends(model, prep, traj, lengths, all_window_ends(lengths, prep.min_cycles))
 
     # Coverage of the shipped kind of interval (calibrated on all held-out engines but one) is
     # measured leaving one engine out at a time; the halves (calibrate on one half, score the
@@ -258,10 +272,10 @@ def holdout_report(
         "rmse_all_windows": round(rmse(every[0], every[1]), 4),
         "n_windows": len(every[1]),
     }
-    return metrics, _calibrate(cal[0], cal[1], cap)
+    return metrics, calibrate_intervals(cal[0], cal[1], cap)
 
 
-def _calibrate(pred: np.ndarray, true: np.ndarray, cap: float) -> ConformalIntervals:
+def calibrate_intervals(pred: np.ndarray, true: np.ndarray, cap: float) -> ConformalIntervals:
     return ConformalIntervals.calibrate(
         pred, true, levels=LEVELS, edges=BIN_EDGES, lower=0.0, upper=cap
     )
@@ -275,8 +289,8 @@ def fit_truncation(traj: Trajectories, train_units: list[int], test_file: Path) 
         return Truncation.uniform(MIN_CYCLES, f"{test_file.name} not found: cuts uniform over life")
     test = read_trajectories(test_file)
     return Truncation.fit(
-        _lengths(traj, train_units).values(),
-        _lengths(test, test.engine_ids()).values(),
+        engine_lengths(traj, train_units).values(),
+        engine_lengths(test, test.engine_ids()).values(),
         min_cycles=MIN_CYCLES,
         source=test_file.name,
     )
@@ -343,7 +357,7 @@ def fit(
     )
     data = {}
     for part in ("train", "validation"):
-        lengths = _lengths(traj, split[part])
+        lengths = engine_lengths(traj, split[part])
         ends = all_window_ends(lengths, MIN_CYCLES)
         data[part] = (prep.windows(traj, ends), targets(lengths, ends, CAP))
     config = RULConfig(
@@ -436,7 +450,7 @@ def evaluate(args: EvalArgs) -> dict[str, Any]:
             )
             advance()
         # Plot one cut per engine (the first), as a test set would show it.
-        lengths = _lengths(traj, holdout)
+        lengths = engine_lengths(traj, holdout)
         cuts = {u: e[:1] for u, e in truncation.cuts(lengths, seed, n=N_CUTS, stream=2).items()}
         pred = predictor.predict_inputs(predictor.prep.windows(traj, cuts))
         true = targets(lengths, cuts, predictor.prep.cap)
@@ -606,7 +620,7 @@ def report(
     runs: list[dict[str, Any]] = []
     truncations: dict[str, dict[str, Any]] = {}  # subset -> seed -> fit on its train engines
     design: list[dict[str, Any]] = []
-    with progress_bar("rul report", total, enabled=progress) as advance:
+    with _progress.progress("rul report", total, enabled=progress) as advance:
         for subset in subsets:
             train_file, test_file = subset_files(cmapss, subset)
             for seed in chosen:
