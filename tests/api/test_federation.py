@@ -283,3 +283,43 @@ def test_update_digests_are_over_the_bytes_sent() -> None:
     data = np.arange(10, dtype=np.uint8).tobytes()
     assert payload_bytes(as_parameters(data)) == data
     assert sha256_0x(data).startswith("0x") and len(sha256_0x(data)) == 66
+
+
+def test_an_outsider_and_a_crashed_plant_change_nothing(
+    plant_deployment: Any, tmp_path: Path
+) -> None:
+    """A participant that is not one of the federation's plants is refused before the ledger
+    sees its record; a plant whose process died is a transport failure, and the round's record
+    lists it as missing (a fact), not by anyone's claim."""
+    from ledger.signing import Signer
+    from ml.federated import FedSettings
+
+    d = plant_deployment
+    nodes = [PlantNode(c, _signer(d.keys[n]), n) for c, n in zip(d.clients, d.names, strict=True)]
+    outsider = PlantNode(d.clients[0], Signer.generate(), "acme")
+    strategy = LedgerStrategy(
+        d.running.service,
+        federation="fl-outsider",
+        plants=d.names,
+        settings=FedSettings(rounds=1),
+        seed=0,
+        out=tmp_path / "model",
+    )
+    asks = strategy.configure_fit(1, strategy.initialize_parameters(None), _Clients(4))
+    results = []
+    for node, (_, ins) in zip([nodes[0], nodes[1], outsider], asks, strict=False):
+        data, n, metrics = node.answer(payload_bytes(ins.parameters), ins.config)
+        res = SimpleNamespace(parameters=as_parameters(data), num_examples=n, metrics=metrics)
+        results.append((None, res))
+    size = d.running.service.dep.log.size
+    strategy.aggregate_fit(1, results, [ConnectionError("plant-fd002-b went away")])
+    entry = strategy.rounds[0]
+    assert list(entry.updates) == d.names[:2]
+    reasons = [(r["claimed_plant"], r["reason"]) for r in entry.refused]
+    assert ("acme", "'acme' is not a plant of this federation") in reasons
+    assert any(p is None and "failed to answer" in why for p, why in reasons)
+    assert entry.missing == [d.names[2]]
+    # Two plants' records and the round's went in; nothing of the outsider's.
+    log = d.running.service.dep.log
+    appended = [log.get(i).record() for i in range(size, log.size)]
+    assert [r.producer.participant for r in appended] == [*d.names[:2], "operator"]
