@@ -379,7 +379,10 @@ def test_slow_webhooks_do_not_delay_others(plant: Plant) -> None:
         while not fast.calls and time.monotonic() < deadline:
             time.sleep(0.01)
         assert fast.calls, "the fast subscriber got nothing"
-        assert fast.calls[0].at - sent < 1.0, fast.calls[0].at - sent
+        # An ordering, not a time bound: the fast subscriber was answered while both slow ones
+        # were still busy with the earlier prediction, so it did not queue behind them.
+        first_slow = min((c.at for h in slow for c in h.calls), default=float("inf"))
+        assert fast.calls[0].at < first_slow, (fast.calls[0].at - sent, first_slow - sent)
     finally:
         worker.stop()
         for h in (*slow, fast):
