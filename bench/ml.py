@@ -19,6 +19,11 @@ images, timed alternately with inference, same run), for the three shipped model
     scaling, the ensemble);
   * NEU images: the check given the forward pass's pooled features (intensity statistics, the
     distance) vs the forward pass (`score`) on the same images.
+Demand forecasts (ml/tasks/demand.py): forecasts per second for all 811 products of the shipped
+weekly set by the shipped demand model, batched (one call for every product) against one call
+per product, same run, 2 threads; both as network forecasts (`forecast`) and as complete record
+payloads (`DemandPredictor.forecast`: input checks, digests, ISO weeks, rounding), the model
+loaded once.
 Training: `forgeproof ml train` for FD001 / FD002 (needs ../shared/data/cmapss) and AI4I.
 """
 
@@ -91,6 +96,44 @@ def throughput(quick: bool) -> dict[str, Any]:
     t = time.perf_counter()
     records = list(predictor.predict_trajectories(read_trajectories(SAMPLE)))
     out["records_per_s_with_explanations"] = round(len(records) / (time.perf_counter() - t), 1)
+    return out
+
+
+def demand_forecasts(quick: bool) -> dict[str, Any]:
+    from ml.data.demand import load_weekly
+    from ml.forecast import DemandPredictor, forecast
+    from ml.tasks import demand
+
+    torch.set_num_threads(2)
+    model = MODELS / demand.NAME
+    predictor = DemandPredictor.from_dir(model)
+    net = predictor.net
+    sales = load_weekly(demand.default_csv())
+    histories = list(sales.units)
+    by_product = {p: sales.units[i] for i, p in enumerate(sales.products)}
+    n = len(histories)
+    one = n if not quick else 200  # products timed one call at a time
+    out: dict[str, Any] = {"products": n, "weeks": sales.weeks}
+    batched = best_of(lambda: forecast(net, histories), 5, warmup=True)
+    single = best_of(lambda: [forecast(net, [h]) for h in histories[:one]], 1, warmup=False)
+    out["net_batched_per_s"] = round(n / batched)
+    out["net_one_at_a_time_per_s"] = round(one / single)
+    out["net_speedup"] = round(out["net_batched_per_s"] / out["net_one_at_a_time_per_s"], 1)
+
+    def payloads_batched() -> None:
+        predictor.forecast(by_product, last_week="2026-W39")
+
+    def payloads_single() -> None:
+        for p in sales.products[:one]:
+            predictor.forecast({p: by_product[p]}, last_week="2026-W39")
+
+    batched = best_of(payloads_batched, 3, warmup=True)
+    single = best_of(payloads_single, 1)
+    out["payloads_batched_per_s"] = round(n / batched)
+    out["payloads_one_at_a_time_per_s"] = round(one / single)
+    out["payloads_speedup"] = round(
+        out["payloads_batched_per_s"] / out["payloads_one_at_a_time_per_s"], 1
+    )
     return out
 
 
@@ -215,16 +258,16 @@ def _share(n: int, infer: float, check: float) -> dict[str, Any]:
 
 
 def train_time(task: str, **kwargs: Any) -> float:
-    from ml.tasks import failure, rul
+    from ml.tasks import task_module
 
-    module = rul if task == "rul" else failure
+    module = task_module(task)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         metrics = module.train(TrainArgs(out=Path(tmp) / "m", progress=False, **kwargs))
         elapsed = time.perf_counter() - t
     print(
         f"  {task} {kwargs.get('subset', '')}: {elapsed:.0f} s, metrics "
-        f"{ {k: metrics[k] for k in ('rmse', 'f1', 'epochs_run') if k in metrics} }",
+        f"{ {k: metrics[k] for k in ('rmse', 'f1', 'epochs_run', 'final_loss') if k in metrics} }",
         file=sys.stderr,
     )
     return round(elapsed, 1)
@@ -244,6 +287,7 @@ def training(quick: bool) -> dict[str, Any]:
     csv = SHARED / "ai4i2020" / "ai4i2020_dev.csv"
     if csv.is_file():
         out["failure_ai4i_s"] = train_time("failure", csv=csv)
+    out["demand_weekly_s"] = train_time("demand")  # the shipped weekly set, 44 weeks
     return out
 
 
@@ -254,6 +298,7 @@ def main() -> None:
     args = parser.parse_args()
     inference = throughput(args.quick)
     checks = input_checks(args.quick)
+    forecasts = demand_forecasts(args.quick)
     train = training(args.quick)
     rows = [
         ("inference, batched, 1 thread", f"{inference['batched_windows_per_s_1t']:,} windows/s"),
@@ -279,6 +324,22 @@ def main() -> None:
         if isinstance(c, dict)
     ]
     rows += [
+        (
+            f"demand forecasts, {forecasts['products']} products, batched",
+            f"{forecasts['net_batched_per_s']:,} /s "
+            f"(payloads {forecasts['payloads_batched_per_s']:,} /s)",
+        ),
+        (
+            "demand forecasts, one product per call",
+            f"{forecasts['net_one_at_a_time_per_s']:,} /s (payloads "
+            f"{forecasts['payloads_one_at_a_time_per_s']:,} /s)",
+        ),
+        (
+            "demand batched / one at a time",
+            f"{forecasts['net_speedup']}x (payloads {forecasts['payloads_speedup']}x)",
+        ),
+    ]
+    rows += [
         (f"training {k.removesuffix('_s')}", f"{v} s") for k, v in train.items() if k != "skipped"
     ]
     if "skipped" in train:
@@ -289,7 +350,12 @@ def main() -> None:
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     if args.json:
-        figures = {"inference": inference, "input_checks": checks, "training": train}
+        figures = {
+            "inference": inference,
+            "input_checks": checks,
+            "demand_forecasts": forecasts,
+            "training": train,
+        }
         print(json.dumps({**figures, "cpus": os.cpu_count()}))
 
 

@@ -18,7 +18,7 @@ from ml.tasks import EvalArgs, PredictArgs, TrainArgs, task_module
 
 app = typer.Typer(no_args_is_help=True, help="Train, evaluate and run the forgeproof models.")
 
-Task = Annotated[str, typer.Option(help="rul | failure | defect")]
+Task = Annotated[str, typer.Option(help="rul | failure | defect | demand")]
 OptPath = Annotated[Path | None, typer.Option()]
 
 
@@ -37,6 +37,10 @@ def train(
     images: OptPath = None,
     seed: int = 0,
     epochs: Annotated[int | None, typer.Option(help="override the task's default")] = None,
+    weeks: Annotated[
+        int | None,
+        typer.Option(help="demand: train on the first WEEKS weeks of the CSV (default 44)", min=6),
+    ] = None,
     init_seed: Annotated[
         int | None,
         typer.Option(help="defect: random start of the weights and batches (default: --seed)"),
@@ -63,14 +67,20 @@ def train(
         epochs=epochs,
         init_seed=init_seed,
         members=members,
+        weeks=weeks,
     )
     try:
         metrics = task_module(task).train(args)
-        if profile:
+        if profile and task in PROFILED_TASKS:
             metrics = {**metrics, "input_profile": _fit_profile(task, args)}
     except (MLInputError, ManifestError, FileNotFoundError) as exc:
         _fail(exc)
     typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
+
+
+# Tasks whose predictions carry an input check (ml.profile). A demand forecast's input is the
+# product's own history, whose digest the forecast record carries; there is no profile.
+PROFILED_TASKS = ("rul", "failure", "defect")
 
 
 def _fit_profile(task: str, args: TrainArgs) -> dict[str, str]:
@@ -84,7 +94,10 @@ def _fit_profile(task: str, args: TrainArgs) -> dict[str, str]:
     return write_profile(args.out, fit_profile_at(args.out, location))
 
 
-MODEL_HELP = "model directory, or the name of a shipped model (rul-fd001, failure-ai4i, defect-neu)"
+MODEL_HELP = (
+    "model directory, or the name of a shipped model "
+    "(rul-fd001, failure-ai4i, defect-neu, demand-weekly)"
+)
 
 
 def _model(model: Path) -> Path:
@@ -146,6 +159,12 @@ def predict(
     explain_dir: Annotated[
         Path | None, typer.Option(help="defect: folder for Grad-CAM PNGs (default ./gradcam)")
     ] = None,
+    last_week: Annotated[
+        str | None,
+        typer.Option(
+            help="demand: ISO week (2026-W39) of the CSV's last column; default: last week"
+        ),
+    ] = None,
 ) -> None:
     """Write prediction payloads as JSON lines, ready for the ledger.
 
@@ -160,7 +179,7 @@ def predict(
     try:
         model = _model(model)
         manifest = load_manifest(model)
-        args = PredictArgs(model=model, input=input, explain_dir=explain_dir)
+        args = PredictArgs(model=model, input=input, explain_dir=explain_dir, last_week=last_week)
         rows = task_module(manifest.task).predict(args)
         sink = output.open("w") if output else sys.stdout
         try:
@@ -226,10 +245,11 @@ def profile(
 @app.command()
 def report(
     section: Annotated[
-        list[str] | None, typer.Option(help="rul | failure | defect (repeatable; default all)")
+        list[str] | None,
+        typer.Option(help="rul | failure | defect | federated | demand (repeatable; default all)"),
     ] = None,
     data: Annotated[
-        Path, typer.Option(help="data folder with cmapss/, ai4i2020/, neu-det/")
+        Path, typer.Option(help="data folder with cmapss/, ai4i2020/, neu-det/, demand/")
     ] = Path("../shared/data"),
     seeds: Annotated[
         str | None, typer.Option(help="comma-separated seeds (default: each section's own)")

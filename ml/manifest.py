@@ -71,6 +71,14 @@ def sha256_file(path: Path) -> str:
     return "0x" + h.hexdigest()
 
 
+def input_digest(values: Any) -> str:
+    """0x SHA-256 of an array as float32 little-endian, C order: what a prediction's
+    `input_digest` covers."""
+    import numpy as np
+
+    return "0x" + hashlib.sha256(np.ascontiguousarray(values, dtype="<f4").tobytes()).hexdigest()
+
+
 def data_digests(paths: list[Path]) -> dict[str, str]:
     """File name -> SHA-256 for the training data files."""
     return {p.name: sha256_file(p) for p in sorted(paths)}

@@ -24,7 +24,6 @@ SHA-256 of the input's float32 little-endian bytes in C order:
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,16 +38,12 @@ from ml.data import ai4i
 from ml.data.cmapss import N_COLUMNS, Preprocessing, Trajectories, trajectories_from_rows
 from ml.errors import ManifestError, MLInputError
 from ml.explain import integrated_gradients, summarize_features, summarize_window
+from ml.forecast import DemandPredictor
 from ml.inspection import DefectPredictor
-from ml.manifest import ModelManifest, load_manifest, load_tensors
+from ml.manifest import ModelManifest, input_digest, load_manifest, load_tensors
 from ml.models.failure import FailureConfig, FailureEnsemble
 from ml.models.rul import RULConfig, RULNet
 from ml.profile import RowProfile, WindowProfile, load_profile
-
-
-def input_digest(values: np.ndarray) -> str:
-    """0x SHA-256 of an array as float32 little-endian, C order."""
-    return "0x" + hashlib.sha256(np.ascontiguousarray(values, dtype="<f4").tobytes()).hexdigest()
 
 
 def rul_predictions(
@@ -100,7 +95,7 @@ class Predictor(Protocol):
     manifest it was loaded from. How it is then asked depends on its task (`predict_window`,
     `predict_one`, `predict_image`), so a caller that predicts knows which class it holds."""
 
-    task: ClassVar[str]  # the manifest task this class runs: "rul" | "failure" | "defect"
+    task: ClassVar[str]  # the manifest task this class runs: rul | failure | defect | demand
 
     @property
     def manifest(self) -> ModelManifest: ...
@@ -359,7 +354,12 @@ class FailurePredictor:
         return next(self.predict_rows(rows))
 
 
-_SHIPPED: tuple[type[Predictor], ...] = (RULPredictor, FailurePredictor, DefectPredictor)
+_SHIPPED: tuple[type[Predictor], ...] = (
+    RULPredictor,
+    FailurePredictor,
+    DefectPredictor,
+    DemandPredictor,
+)
 PREDICTORS: dict[str, type[Predictor]] = {p.task: p for p in _SHIPPED}  # task -> class
 
 

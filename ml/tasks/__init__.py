@@ -1,4 +1,5 @@
-"""One module per task (`rul`, `failure`, `defect`), each exposing the same three functions:
+"""One module per task (`rul`, `failure`, `defect`, `demand`), each exposing the same three
+functions:
 
     train(args: TrainArgs) -> dict            metrics of the saved model
     evaluate(args: EvalArgs) -> dict          one JSON-able object of metrics
@@ -17,7 +18,7 @@ from types import ModuleType
 
 from ml.errors import MLInputError
 
-TASKS = ("rul", "failure", "defect")
+TASKS = ("rul", "failure", "defect", "demand")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,8 +27,9 @@ class TrainArgs:
     seed: int = 0
     data_dir: Path | None = None  # rul: folder with train_FD00x.txt / test_FD00x.txt
     subset: str | None = None  # rul: FD001..FD004
-    csv: Path | None = None  # failure: AI4I 2020 CSV
+    csv: Path | None = None  # failure: AI4I 2020 CSV; demand: the weekly sales CSV
     images: Path | None = None  # defect: folder of NEU images, class = file-name prefix
+    weeks: int | None = None  # demand: train on the first `weeks` weeks; None: the task's default
     epochs: int | None = None  # None: the task's default
     init_seed: int | None = None  # defect: random start of the weights; None: seed
     members: int | None = None  # defect: nets in the ensemble; None: the task's default
@@ -51,6 +53,7 @@ class PredictArgs:
     model: Path
     input: Path
     explain_dir: Path | None = None  # defect: folder for Grad-CAM PNGs; None: ./gradcam
+    last_week: str | None = None  # demand: ISO week of the input's last column; None: last week
     progress: bool = True
 
 
