@@ -40,6 +40,7 @@ SECTIONS: dict[str, str] = {
     "failure": "ml.tasks.failure",
     "defect": "ml.tasks.defect",
     "federated": "ml.federated",
+    "demand": "ml.tasks.demand",
 }
 
 _BLOCK = re.compile(
