@@ -46,15 +46,20 @@ def context_window(history: np.ndarray, context: int) -> tuple[np.ndarray, np.nd
 
 def forecast(net: DemandNet, histories: Sequence[np.ndarray]) -> np.ndarray:
     """Quantile forecasts (products, horizon, quantiles) in units from each product's history
-    (oldest week first; histories may differ in length)."""
+    (oldest week first; histories may differ in length: those of one length are prepared
+    together, and every product goes through the network in one batch)."""
     context = net.config.context
     values = np.zeros((len(histories), context), np.float32)
     mask = np.zeros((len(histories), context), np.float32)
     summary = np.zeros((len(histories), SUMMARY), np.float32)
-    for i, h in enumerate(histories):
-        row = np.asarray(h, np.float32)[None, :]
-        v, m = context_window(row, context)
-        values[i], mask[i], summary[i] = v[0], m[0], history_summary(row)[0]
+    rows = [np.asarray(h, np.float32) for h in histories]
+    by_length: dict[int, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_length.setdefault(len(row), []).append(i)
+    for idx in by_length.values():
+        block = np.stack([rows[i] for i in idx])
+        values[idx], mask[idx] = context_window(block, context)
+        summary[idx] = history_summary(block)
     return forecast_quantiles(net, values, mask, summary)
 
 
