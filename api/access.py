@@ -1,7 +1,9 @@
 """Who may read which record: one policy, `may_read`, and its SQL form, `visible`.
 
 - operator, manufacturer, auditor: everything;
-- supplier, model publisher: the records they produced;
+- supplier: the records it produced, and the demand forecasts of the products assigned to it
+  (`api.products`; a forecast's product is tagged at append, `record_tags.product`);
+- model publisher: the records it produced;
 - maintainer: predictions and inspections about the assets assigned to it (what a model said
   about the machines it services; an inspection is about an asset when its payload names one,
   see `api.service.record_tags`), and the alarms that name one of them (a model's broken
@@ -26,7 +28,7 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.engine import Connection
 
 from api.auth import Caller
-from api.tables import AssetAssignment, RecordAsset, RecordTag
+from api.tables import AssetAssignment, ProductAssignment, RecordAsset, RecordTag
 from ledger.log import StoredRecord
 from ledger.store.models import RecordRow
 
@@ -36,22 +38,28 @@ from ledger.store.models import RecordRow
 MAINTAINER_KINDS = frozenset({"prediction", "inspection"})
 # Records about several assets at once (`RecordAsset`): read by the maintainers of any of them.
 MULTI_ASSET_KINDS = frozenset({"alarm"})
+# What a supplier reads about its products beyond its own records: the plant's demand
+# forecasts (its expected orders). Not the outcomes that settle them (realised demand of the
+# whole plant), nor who else supplies the product.
+SUPPLIER_KINDS = frozenset({"forecast"})
 
 
 @dataclass(frozen=True, slots=True)
 class RecordFacts:
     """What the policy looks at: a record's kind, producer, the asset it is about and, for a
-    record about several (an alarm), those assets."""
+    record about several (an alarm), those assets; the product it is about (a forecast)."""
 
     kind: str
     producer: str
     asset: str | None
     assets: frozenset[str] = frozenset()
+    product: str | None = None
 
 
 def may_read(caller: Caller, facts: RecordFacts, assigned: Collection[str]) -> bool:
-    """Whether `caller` may read a record with these facts; `assigned` holds the assets
-    assigned to the caller's participant (consulted for maintainers only)."""
+    """Whether `caller` may read a record with these facts; `assigned` holds what is assigned
+    to the caller's participant: its assets for a maintainer, its products for a supplier
+    (consulted for those two roles only)."""
     if caller.reads_everything:
         return True
     if caller.role == "maintainer":
@@ -60,6 +68,8 @@ def may_read(caller: Caller, facts: RecordFacts, assigned: Collection[str]) -> b
         return (
             facts.kind in MAINTAINER_KINDS and facts.asset is not None and facts.asset in assigned
         )
+    if caller.role == "supplier" and facts.kind in SUPPLIER_KINDS and facts.product in assigned:
+        return True
     return facts.producer == caller.participant
 
 
@@ -80,7 +90,35 @@ def visible(query: Select[Any], caller: Caller) -> Select[Any]:
             ),
         )
         return query.where(or_(tagged, named))
-    return query.where(RecordRow.participant == caller.participant)
+    own = RecordRow.participant == caller.participant
+    if caller.role == "supplier":
+        products = select(ProductAssignment.product).where(
+            ProductAssignment.supplier == caller.participant
+        )
+        forecasts = and_(
+            RecordRow.kind.in_(SUPPLIER_KINDS),
+            RecordRow.leaf_index.in_(
+                select(RecordTag.leaf_index).where(RecordTag.product.in_(products))
+            ),
+        )
+        return query.where(or_(own, forecasts))
+    return query.where(own)
+
+
+def assigned_to(conn: Connection, caller: Caller) -> set[str]:
+    """What `may_read` consults as assigned to `caller`: a maintainer's assets, a supplier's
+    products, nothing for anyone else."""
+    if caller.role == "maintainer":
+        return assigned_assets(conn, caller.participant)
+    if caller.role == "supplier":
+        return set(
+            conn.execute(
+                select(ProductAssignment.product).where(
+                    ProductAssignment.supplier == caller.participant
+                )
+            ).scalars()
+        )
+    return set()
 
 
 def assigned_assets(conn: Connection, participant: str) -> set[str]:
@@ -115,7 +153,7 @@ def may_see(conn: Connection, caller: Caller, stored: StoredRecord) -> bool:
     """`may_read` for a stored record, looking its asset and the caller's assets up."""
     if caller.reads_everything:
         return True
-    asset = None
+    asset = product = None
     assets: frozenset[str] = frozenset()
     assigned: set[str] = set()
     if caller.role == "maintainer":
@@ -125,7 +163,13 @@ def may_see(conn: Connection, caller: Caller, stored: StoredRecord) -> bool:
         if stored.kind in MULTI_ASSET_KINDS:
             assets = record_assets(conn, stored.index)
         assigned = assigned_assets(conn, caller.participant)
-    return may_read(caller, RecordFacts(stored.kind, stored.participant, asset, assets), assigned)
+    elif caller.role == "supplier" and stored.kind in SUPPLIER_KINDS:
+        product = conn.execute(
+            select(RecordTag.product).where(RecordTag.leaf_index == stored.index)
+        ).scalar()
+        assigned = assigned_to(conn, caller)
+    facts = RecordFacts(stored.kind, stored.participant, asset, assets, product)
+    return may_read(caller, facts, assigned)
 
 
 def record_assets(conn: Connection, leaf_index: int) -> frozenset[str]:

@@ -317,7 +317,7 @@ def _print_scorecard(card: dict[str, Any]) -> None:
     out.print(f"{card['name']} ({card['task']}) {card['model']}", highlight=False)
     out.print(f"  settled predictions: {overall.get('n', 0)}")
     for key in ("rmse", "mae", "phm08_score", "precision", "recall", "f1", "pr_auc",
-                "accuracy", "ece"):  # fmt: skip
+                "accuracy", "ece", "mase", "smape"):  # fmt: skip
         if overall.get(key) is not None:
             out.print(f"  {key:<12} {overall[key]:.4f}")
     for level, c in overall.get("coverage", {}).items():
@@ -326,6 +326,16 @@ def _print_scorecard(card: dict[str, Any]) -> None:
             f"  coverage {level}% {c['rate']:.3f} ({c['covered']}/{c['n']}, Wilson 95% "
             f"{lo:.3f}-{hi:.3f}, one-sided p {c['p_value']:.2g})"
         )
+    if overall.get("scale_zero"):
+        out.print(f"  mase leaves out {overall['scale_zero']} weeks of flat histories (scale 0)")
+    for group in ("by_product", "by_supplier"):
+        for name, m in card.get(group, {}).items():
+            mase = "n/a" if m.get("mase") is None else f"{m['mase']:.3f}"
+            out.print(
+                f"  {group[3:]} {name}: {m['n']} settled weeks, mase {mase}, "
+                f"smape {m['smape']:.3f}, mae {m['mae']:.2f}",
+                highlight=False,
+            )
 
 
 def main() -> None:

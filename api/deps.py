@@ -66,5 +66,9 @@ Publisher = Annotated[Caller, Depends(require("model_publisher", "operator"))]
 # Scorecards: who audits models (auditors, the operator) and who answers for them (publishers).
 ScorecardReader = Annotated[Caller, Depends(require("auditor", "operator", "model_publisher"))]
 Maintainer = Annotated[Caller, Depends(require("maintainer"))]
-# Webhooks: maintenance partners (their assets' predictions), the operator (alarms).
-Subscriber = Annotated[Caller, Depends(require("maintainer", "operator"))]
+# The feed: maintenance partners (their assets' predictions and alarms), suppliers (their
+# products' demand forecasts).
+FeedReader = Annotated[Caller, Depends(require("maintainer", "supplier"))]
+# Webhooks: maintenance partners (their assets' predictions), suppliers (their products'
+# forecasts), the operator (alarms).
+Subscriber = Annotated[Caller, Depends(require("maintainer", "supplier", "operator"))]

@@ -197,6 +197,18 @@ class AssignmentCreate(BaseModel):
     maintainer: str
 
 
+class ProductAssignmentCreate(BaseModel):
+    product: str = Field(min_length=1, max_length=128, description="product code")
+    supplier: str = Field(description="a participant holding the supplier role")
+
+
+class ProductAssignmentPublic(BaseModel):
+    product: str
+    supplier: str
+    record_index: int = Field(description="leaf index of the operator-signed assignment record")
+    record_id: str | None = Field(None, description="its leaf hash (when just made)")
+
+
 class ErrorPublic(BaseModel):
     """RFC 9457 problem details."""
 

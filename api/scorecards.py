@@ -11,8 +11,13 @@ Metrics by the model's task (docs/scorecards.md has the formulas):
   with a Wilson 95 % interval and the one-sided binomial p-value P(X <= covered | n, nominal);
 - `failure`: precision, recall, F1 at the signed decision, PR-AUC (average precision);
 - `defect`: accuracy, expected calibration error over 10 equal-width confidence bins and the
-  bins themselves (a reliability diagram).
-Each also per period (the calendar month of the prediction, UTC) and per asset.
+  bins themselves (a reliability diagram);
+- `demand`: per (forecast, week) settled: MASE (against the forecast's signed `scale`, the
+  history's naive-1 MAE; forecasts with scale 0 are counted and left out of it), sMAPE, MAE,
+  and the coverage of each interval level as for `rul`.
+Each also per period (the calendar month of the prediction, UTC) and per asset; a demand
+scorecard also per product and per supplier (the suppliers whose signed assignment to the
+product was logged before the forecast, `api.products`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from api.forecasts import DEMAND_TASK, FORECAST_KIND
+from api.products import suppliers_at
 from api.tables import ModelRow, RecordTag
 from ledger.errors import NotFound
 from ledger.log import stored_from_row
@@ -49,6 +56,13 @@ class Pair:
     period: str  # YYYY-MM of the prediction
     predicted: dict[str, Any]  # the prediction's payload
     observed: dict[str, Any]  # the outcome's observed facts
+    # A demand forecast is scored per week: the week's position in its `weeks`, its product,
+    # and the suppliers assigned to the product before the forecast was logged, with the leaf
+    # indexes of those assignment records.
+    position: int = 0
+    product: str | None = None
+    suppliers: tuple[str, ...] = ()
+    assignments: tuple[int, ...] = ()
 
 
 # --- statistics ---------------------------------------------------------------------------------
@@ -101,28 +115,7 @@ def rul_metrics(pairs: Sequence[Pair]) -> dict[str, Any]:
     out["mae"] = _r(math.fsum(abs(d) for d in errors) / n)
     out["phm08_score"] = _r(score)
     out["phm08_mean"] = _r(score / n)
-    levels = sorted({lv for p in pairs for lv in (p.predicted.get("intervals") or {})}, key=int)
-    coverage: dict[str, Any] = {}
-    for lv in levels:
-        hits = [
-            lo <= t <= hi
-            for p, t in zip(pairs, truth, strict=True)
-            for lo, hi in [(p.predicted.get("intervals") or {}).get(lv, (None, None))]
-            if lo is not None and hi is not None
-        ]
-        if not hits:
-            continue
-        k, m, nominal = sum(hits), len(hits), int(lv) / 100
-        lo95, hi95 = wilson(k, m)
-        coverage[lv] = {
-            "nominal": nominal,
-            "n": m,
-            "covered": k,
-            "rate": _r(k / m),
-            "wilson95": [_r(lo95), _r(hi95)],
-            "p_value": _sig(binom_cdf(k, m, nominal)),
-        }
-    out["coverage"] = coverage
+    out["coverage"] = coverage([p.predicted.get("intervals") or {} for p in pairs], truth)
     return out
 
 
@@ -198,34 +191,98 @@ def defect_metrics(pairs: Sequence[Pair]) -> dict[str, Any]:
     return out
 
 
+def coverage(
+    intervals: Sequence[dict[str, Any]], truth: Sequence[float]
+) -> dict[str, dict[str, Any]]:
+    """Realised coverage of each signed interval level (closed intervals): `intervals[i]` maps
+    a level ("80") to the [lo, hi] the i-th pair signed, `truth[i]` is what was observed."""
+    levels = sorted({lv for iv in intervals for lv in iv}, key=int)
+    out: dict[str, Any] = {}
+    for lv in levels:
+        hits = [
+            lo <= t <= hi
+            for iv, t in zip(intervals, truth, strict=True)
+            for lo, hi in [iv.get(lv, (None, None))]
+            if lo is not None and hi is not None
+        ]
+        if not hits:
+            continue
+        k, m, nominal = sum(hits), len(hits), int(lv) / 100
+        lo95, hi95 = wilson(k, m)
+        out[lv] = {
+            "nominal": nominal,
+            "n": m,
+            "covered": k,
+            "rate": _r(k / m),
+            "wilson95": [_r(lo95), _r(hi95)],
+            "p_value": _sig(binom_cdf(k, m, nominal)),
+        }
+    return out
+
+
+def demand_metrics(pairs: Sequence[Pair]) -> dict[str, Any]:
+    """Each pair is one week of a forecast: y the units observed, yhat the signed point."""
+    n = len(pairs)
+    out: dict[str, Any] = {"n": n}
+    if not n:
+        return out
+    y = [float(p.observed["units"]) for p in pairs]
+    yhat = [float(p.predicted["point"][p.position]) for p in pairs]
+    err = [a - b for a, b in zip(y, yhat, strict=True)]
+    scales = [float(p.predicted.get("scale") or 0.0) for p in pairs]
+    scaled = [abs(e) / s for e, s in zip(err, scales, strict=True) if s > 0]
+    smape = [
+        0.0 if a == 0 and b == 0 else 2 * abs(a - b) / (abs(a) + abs(b))
+        for a, b in zip(y, yhat, strict=True)
+    ]
+    out["mae"] = _r(math.fsum(abs(e) for e in err) / n)
+    out["mase"] = _r(math.fsum(scaled) / len(scaled)) if scaled else None
+    out["mase_n"] = len(scaled)
+    out["scale_zero"] = n - len(scaled)  # left out of MASE: a flat history scales nothing
+    out["smape"] = _r(math.fsum(smape) / n)
+    intervals = [
+        {lv: pairs_[p.position] for lv, pairs_ in (p.predicted.get("intervals") or {}).items()}
+        for p in pairs
+    ]
+    out["coverage"] = coverage(intervals, y)
+    return out
+
+
 METRICS: dict[str, Callable[[Sequence[Pair]], dict[str, Any]]] = {
     "rul": rul_metrics,
     "failure": failure_metrics,
     "defect": defect_metrics,
+    DEMAND_TASK: demand_metrics,
 }
 
 
 def compute(task: str, pairs: Sequence[Pair]) -> dict[str, Any]:
-    """The scorecard body of `pairs` for a model of `task`: overall, per period, per asset."""
+    """The scorecard body of `pairs` for a model of `task`: overall, per period, per asset;
+    for a demand model also per product and per supplier (a pair counts for each supplier of
+    its product)."""
     metrics = METRICS.get(task)
     if metrics is None:
         return {"task": task, "overall": {"n": len(pairs)}, "by_period": {}, "by_asset": {}}
-    pairs = sorted(pairs, key=lambda p: p.index)
+    pairs = sorted(pairs, key=lambda p: (p.index, p.position))
 
-    def groups(key: Callable[[Pair], str | None]) -> dict[str, Any]:
+    def groups(keys: Callable[[Pair], Iterable[str | None]]) -> dict[str, Any]:
         found: dict[str, list[Pair]] = {}
         for p in pairs:
-            k = key(p)
-            if k is not None:
-                found.setdefault(k, []).append(p)
+            for k in keys(p):
+                if k is not None:
+                    found.setdefault(k, []).append(p)
         return {k: metrics(v) for k, v in sorted(found.items())}
 
-    return {
+    card = {
         "task": task,
         "overall": metrics(pairs),
-        "by_period": groups(lambda p: p.period),
-        "by_asset": groups(lambda p: p.asset),
+        "by_period": groups(lambda p: [p.period]),
+        "by_asset": groups(lambda p: [p.asset]),
     }
+    if task == DEMAND_TASK:
+        card["by_product"] = groups(lambda p: [p.product])
+        card["by_supplier"] = groups(lambda p: p.suppliers)
+    return card
 
 
 # --- from the log -------------------------------------------------------------------------------
@@ -234,9 +291,16 @@ def compute(task: str, pairs: Sequence[Pair]) -> dict[str, Any]:
 def pairs_from_records(
     predictions: Iterable[tuple[int, str, dict[str, Any], str]],
     outcomes: Iterable[tuple[int, dict[str, Any]]],
+    *,
+    task: str | None = None,
+    assignments: dict[str, list[tuple[int, str]]] | None = None,
 ) -> list[Pair]:
     """Match predictions `(index, leaf hash, payload, created_at)` with the outcomes
-    `(index, payload)` that settle them; the latest outcome of a prediction counts."""
+    `(index, payload)` that settle them; the latest outcome of a prediction counts. For a
+    demand model, each (forecast, week) with the latest outcome for that week; `assignments`
+    (product -> [(assignment leaf index, supplier)]) names each forecast's suppliers."""
+    if task == DEMAND_TASK:
+        return _demand_pairs(predictions, outcomes, assignments or {})
     settled: dict[str, tuple[int, dict[str, Any]]] = {}
     for index, payload in sorted(outcomes, key=lambda o: o[0]):
         for leaf in payload.get("settles", []):
@@ -252,6 +316,33 @@ def pairs_from_records(
             None,
         )  # fmt: skip
         pairs.append(Pair(index, outcome_index, asset, created_at[:7], payload, observed))
+    return pairs
+
+
+def _demand_pairs(
+    forecasts: Iterable[tuple[int, str, dict[str, Any], str]],
+    outcomes: Iterable[tuple[int, dict[str, Any]]],
+    assignments: dict[str, list[tuple[int, str]]],
+) -> list[Pair]:
+    settled: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+    for index, payload in sorted(outcomes, key=lambda o: o[0]):
+        observed = payload.get("observed") or {}
+        for leaf in payload.get("settles", []):
+            settled[(str(leaf), str(observed.get("week")))] = (index, observed)
+    pairs = []
+    for index, leaf, payload, created_at in forecasts:
+        product = payload.get("product")
+        before = [(i, s) for i, s in assignments.get(str(product), []) if i < index]
+        suppliers = tuple(sorted({s for _, s in before}))
+        for position, week in enumerate(payload.get("weeks") or []):
+            if (leaf, week) not in settled:
+                continue
+            outcome_index, observed = settled[(leaf, week)]
+            pairs.append(
+                Pair(index, outcome_index, None, created_at[:7], payload, observed,
+                     position=position, product=product, suppliers=suppliers,
+                     assignments=tuple(i for i, _ in before))
+            )  # fmt: skip
     return pairs
 
 
@@ -275,7 +366,7 @@ def gather(service: Service, digest: str, *, below: int | None = None) -> Gather
         if model is None:
             raise NotFound(f"no model with manifest digest {digest}")
         q_pred = select(RecordRow).where(
-            RecordRow.kind.in_(("prediction", "inspection")),
+            RecordRow.kind.in_(("prediction", "inspection", FORECAST_KIND)),
             RecordRow.leaf_index.in_(select(RecordTag.leaf_index).where(RecordTag.model == digest)),
         )
         q_out = select(RecordRow).where(RecordRow.kind == "outcome")
@@ -285,16 +376,21 @@ def gather(service: Service, digest: str, *, below: int | None = None) -> Gather
         preds = [stored_from_row(r) for r in conn.execute(q_pred).all()]
         outs = [stored_from_row(r) for r in conn.execute(q_out).all()]
         manifest = service.dep.log.get(model.leaf_index).record().payload
-    predictions = []
-    for s in preds:
-        if s.canonical is None:
-            continue  # erased: nothing left to score
-        rec = s.record()
-        predictions.append((s.index, hex0x(s.leaf_hash), rec.payload, rec.created_at))
+        predictions = []
+        for s in preds:
+            if s.canonical is None:
+                continue  # erased: nothing left to score
+            rec = s.record()
+            predictions.append((s.index, hex0x(s.leaf_hash), rec.payload, rec.created_at))
+        assignments = None
+        if model.task == DEMAND_TASK:
+            products = {str(p[2].get("product")) for p in predictions}
+            assignments = suppliers_at(conn, products)
     outcomes = [(s.index, s.record().payload) for s in outs if s.canonical is not None]
     stated = manifest.get("metrics")
     claims: dict[str, Any] = stated if isinstance(stated, dict) else {}
-    return Gathered(model.task, model.name, claims, pairs_from_records(predictions, outcomes))
+    pairs = pairs_from_records(predictions, outcomes, task=model.task, assignments=assignments)
+    return Gathered(model.task, model.name, claims, pairs)
 
 
 def scorecard(service: Service, digest: str, *, below: int | None = None) -> dict[str, Any]:
@@ -309,7 +405,8 @@ def scorecard(service: Service, digest: str, *, below: int | None = None) -> dic
 
 def bundle(service: Service, digest: str) -> dict[str, Any]:
     """`forgeproof-scorecard/1`: the scorecard over what the latest checkpoint covers, with the
-    receipt of every prediction and outcome it used, so an auditor recomputes it offline.
+    receipt of every prediction and outcome it used (and, for a demand model, of every product
+    assignment that made a forecast count for a supplier), so an auditor recomputes it offline.
 
     Raises:
         NotFound: no model with this digest, or no checkpoint yet.
@@ -322,7 +419,7 @@ def bundle(service: Service, digest: str) -> dict[str, Any]:
         raise NotFound("no checkpoint yet: a scorecard bundle needs receipts")
     g = gather(service, digest, below=cp.size)
     card = {"model": digest, "name": g.name, **compute(g.task, g.pairs)}
-    used = sorted({i for p in g.pairs for i in (p.index, p.outcome_index)})
+    used = sorted({i for p in g.pairs for i in (p.index, p.outcome_index, *p.assignments)})
     receipts = [build_receipt(log, i, service.dep.domain, cp) for i in used]
     return {
         "format": FORMAT,

@@ -14,6 +14,7 @@ from sqlalchemy import insert, select, update
 from api.access import RecordFacts, may_read
 from api.auth import Caller, FailureThrottle, KeyCache
 from api.config import Settings
+from api.forecasts import DEMAND_TASK, FORECAST_KIND, check_forecast, record_product
 from api.monitor import Monitor
 from api.outcomes import OUTCOME_KIND, check_outcome
 from api.receipts import CachedAnchors, ReceiptCache, key_facts
@@ -22,6 +23,7 @@ from api.tables import (
     AssetAssignment,
     Delivery,
     ModelRow,
+    ProductAssignment,
     RecordAsset,
     RecordTag,
     Subscription,
@@ -43,8 +45,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("forgeproof.service")
 
 ASSET_FIELDS = ("asset", "asset_id", "engine_id", "machine_id")
-# Kinds that report what a model said: they must cite a registered model manifest.
-MODEL_KINDS = frozenset({"prediction", "inspection"})
+# Kinds that report what a model said: they must cite a registered model manifest (a forecast
+# one of task `demand`, which only forecasts cite).
+MODEL_KINDS = frozenset({"prediction", "inspection", FORECAST_KIND})
 
 
 def record_tags(payload: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -87,7 +90,8 @@ class Service:
         self.receipts = ReceiptCache(settings.receipt_cache_entries)
         self.registry_error: RegistryMismatch | None = None
         self._keys: Cache[None, KeySnapshot] = Cache(1, 1.0)
-        self._models: set[str] = set()  # registered manifest digests seen (never unregistered)
+        # Registered manifest digests seen, with their task (never unregistered).
+        self._models: dict[str, str] = {}
         self.append_lock = threading.Lock()  # one appender per process; the DB orders processes
         self._queue: list[_Job] = []  # appends waiting for the lock (see `append`)
         self._queue_lock = threading.Lock()
@@ -172,7 +176,9 @@ class Service:
             RegistryMismatch: appends are stopped.
         """
         accepted = check_record(record, signature, self.dep.domain, self.key_snapshot())
-        self.check_citation(record)
+        if record.kind == FORECAST_KIND:
+            check_forecast(record.payload)  # before appending: a refusal changes nothing
+        self.check_citation(record.kind, record.payload)
         settled = None
         if record.kind == OUTCOME_KIND:
             settled = check_outcome(self, record)  # before appending: a refusal changes nothing
@@ -183,29 +189,33 @@ class Service:
             evaluate(self, settled.models)
         return appended
 
-    def check_citation(self, record: Record) -> None:
-        """A prediction or inspection must cite a registered model manifest.
+    def check_citation(self, kind: str, payload: dict[str, Any]) -> None:
+        """A prediction, inspection or forecast must cite a registered model manifest; a
+        forecast one whose task is `demand`, and only a forecast may cite a demand model.
 
         Raises:
-            InputError: it cites none, or one that is not registered.
+            InputError: it cites none, one that is not registered, or one of the wrong task.
         """
-        if record.kind not in MODEL_KINDS:
+        if kind not in MODEL_KINDS:
             return
-        digest = record.payload.get("model_manifest_digest")
+        digest = payload.get("model_manifest_digest")
         if not isinstance(digest, str):
+            raise InputError(f"a {kind} record must cite its model: payload.model_manifest_digest")
+        task = self._models.get(digest)
+        if task is None:
+            with self.dep.store.reading() as conn:
+                task = conn.execute(select(ModelRow.task).where(ModelRow.digest == digest)).scalar()
+            if task is None:
+                raise InputError(
+                    f"{kind} cites model manifest {digest}, which is not registered "
+                    "(POST /v1/models first)"
+                )
+            self._models[digest] = task
+        if (kind == FORECAST_KIND) != (task == DEMAND_TASK):
             raise InputError(
-                f"a {record.kind} record must cite its model: payload.model_manifest_digest"
+                f"{kind} cites model manifest {digest}, a {task} model: forecasts cite "
+                "demand models, and only forecasts do"
             )
-        if digest in self._models:
-            return
-        with self.dep.store.reading() as conn:
-            known = conn.execute(select(ModelRow.digest).where(ModelRow.digest == digest)).first()
-        if known is None:
-            raise InputError(
-                f"{record.kind} cites model manifest {digest}, which is not registered "
-                "(POST /v1/models first)"
-            )
-        self._models.add(digest)
 
     def append(
         self, items: Sequence[Accepted], payloads: Sequence[dict[str, Any]]
@@ -253,9 +263,13 @@ class Service:
                 if res.duplicate:
                     continue
                 asset, model = record_tags(payload)
-                if asset or model:
-                    tags.append({"leaf_index": res.index, "asset": asset, "model": model})
-                    facts.append(RecordFacts(item.kind, item.participant, asset))
+                product = record_product(item.kind, payload)
+                if asset or model or product:
+                    tags.append(
+                        {"leaf_index": res.index, "asset": asset, "model": model,
+                         "product": product}
+                    )  # fmt: skip
+                    facts.append(RecordFacts(item.kind, item.participant, asset, product=product))
             if tags:
                 app.conn.execute(insert(RecordTag), tags)
                 self._enqueue_deliveries(app.conn, tags, facts)
@@ -377,10 +391,12 @@ class Service:
     ) -> None:
         """Transactional outbox: deliveries are written with the record, or not at all.
 
-        A subscription gets a record exactly when its owner, as a maintainer, could read it
-        (`api.access.may_read`): webhooks never deliver what a GET would refuse. `named`: the
-        assets records about several name (an alarm), whose maintainers are asked too.
+        A subscription gets a record exactly when its owner, as a maintainer of its assets or a
+        supplier of its product, could read it (`api.access.may_read`): webhooks never deliver
+        what a GET would refuse. `named`: the assets records about several name (an alarm),
+        whose maintainers are asked too.
         """
+        self._enqueue_for_suppliers(conn, tags, facts)
         assets = {t["asset"] for t in tags if t["asset"]} | set(named)
         if not assets:
             return
@@ -409,6 +425,44 @@ class Service:
             for maintainer, mine in assigned.items()
             if may_read(Caller(maintainer, "maintainer"), f, mine)
             for sub in sorted(subscriptions[maintainer])
+        ]
+        if rows:
+            conn.execute(insert(Delivery), rows)
+            self.wake_delivery()
+
+    def _enqueue_for_suppliers(
+        self, conn: Any, tags: list[dict[str, Any]], facts: list[RecordFacts]
+    ) -> None:
+        """Deliver each record about a product to the webhooks of the product's suppliers that
+        may read it (`api.access.may_read`: a forecast)."""
+        products = {t["product"] for t in tags if t.get("product")}
+        if not products:
+            return
+        subs = conn.execute(
+            select(ProductAssignment.supplier, ProductAssignment.product, Subscription.id)
+            .join(Subscription, Subscription.participant == ProductAssignment.supplier)
+            .where(ProductAssignment.product.in_(products), Subscription.active.is_(True))
+        ).all()
+        assigned: dict[str, set[str]] = {}
+        subscriptions: dict[str, set[str]] = {}
+        for supplier, product, sub in subs:
+            if "supplier" not in self.roles_of(supplier):
+                continue  # its API keys are refused too: it reads nothing
+            assigned.setdefault(supplier, set()).add(product)
+            subscriptions.setdefault(supplier, set()).add(sub)
+        now = now_us()
+        rows = [
+            {
+                "subscription": sub,
+                "leaf_index": t["leaf_index"],
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_us": now,
+            }
+            for t, f in zip(tags, facts, strict=True)
+            for supplier, mine in assigned.items()
+            if may_read(Caller(supplier, "supplier"), f, mine)
+            for sub in sorted(subscriptions[supplier])
         ]
         if rows:
             conn.execute(insert(Delivery), rows)

@@ -1,5 +1,5 @@
-"""The provenance service's own tables: API keys, asset assignments, record tags, webhook
-subscriptions and their outbox, registered models, alarms. The ledger's tables (records,
+"""The provenance service's own tables: API keys, asset and product assignments, record tags,
+webhook subscriptions and their outbox, registered models, alarms. The ledger's tables (records,
 nodes, checkpoints, the registry mirror, the EPCIS index, leases) are `ledger.store.models`;
 these share its declarative base (their foreign keys name the ledger's `participants`) but
 have migrations of their own (`api/migrations`, version table `alembic_version_api`), which
@@ -95,6 +95,22 @@ class AssetAssignment(Base):
     )
 
 
+class ProductAssignment(Base):
+    """Which supplier supplies which product: it reads that product's demand forecasts.
+
+    Each row indexes the operator-signed `product_assignment` record that made it (`leaf_index`,
+    `api.products`): a demand scorecard counts a settled forecast for the suppliers assigned to
+    its product before the forecast was logged, which anyone can recompute from receipts."""
+
+    __tablename__ = "product_assignments"
+
+    product: Mapped[str] = mapped_column(String(128), primary_key=True)
+    supplier: Mapped[str] = mapped_column(
+        String(128), ForeignKey("participants.id"), primary_key=True, index=True
+    )
+    leaf_index: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
 class RecordTag(Base):
     """Searchable facts about a record beyond its envelope: the asset and model it cites."""
 
@@ -103,6 +119,9 @@ class RecordTag(Base):
     leaf_index: Mapped[int] = mapped_column(RowKey, primary_key=True, autoincrement=False)
     asset: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     model: Mapped[str | None] = mapped_column(String(66), nullable=True, index=True)
+    # The product a demand forecast, an outcome settling forecasts or a product assignment is
+    # about (`api.forecasts.record_product`): suppliers read the forecasts of their products.
+    product: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
 
 
 class Subscription(Base):

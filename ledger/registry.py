@@ -61,6 +61,12 @@ KIND_ROLES: dict[str, frozenset[str]] = {
     # by whoever runs the plant and the models, never by a model's publisher, who would be
     # grading its own promises (docs/scorecards.md).
     "outcome": MODEL_ROLES,
+    # Demand forecasts (api/forecasts.py): the plant's expected orders, made by the models the
+    # plant runs, signed like predictions; suppliers read those of their products.
+    "forecast": MODEL_ROLES,
+    # Which supplier supplies which product (api/products.py): the operator's statement, logged
+    # so that a demand scorecard's per-supplier figures can be recomputed offline.
+    "product_assignment": frozenset({"operator"}),
     # Federated training (api/federation): each plant signs its own updates, the operator who
     # runs the server signs the rounds that aggregate them.
     "fl_update": frozenset({"manufacturer"}),

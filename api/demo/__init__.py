@@ -108,7 +108,8 @@ def _example_record(store: Store) -> str:
 
 def _seed_plant(running: Running, console: Console) -> None:
     """Participants (keys made here, bound on chain), supplier records, a plant's EPCIS
-    history, the shipped models' predictions, and a checkpoint anchored on chain."""
+    history, the shipped models' predictions, demand forecasts for the suppliers' products
+    (`api.demo.demand`), and a checkpoint anchored on chain."""
     service = running.service
     dep = service.dep
     writer = service.writer()
@@ -150,6 +151,10 @@ def _seed_plant(running: Running, console: Console) -> None:
     for line in _score_drift(service, runner):
         console.print(line, highlight=False)
     _score_images(service, runner)
+    from api.demo.demand import forecast_demand
+
+    for line in forecast_demand(service, runner):
+        console.print(line, highlight=False)
     cp = (running.sequencer or Sequencer(dep.log, running.chain)).step(force=True)
     if cp is not None:
         cp = dep.log.checkpoint_at(cp.size)

@@ -1,4 +1,4 @@
-"""Participants, signing keys, API keys and asset assignments.
+"""Participants, signing keys, API keys, asset and product assignments.
 
 Signing keys live in the contract (docs/contract.md): every change here is a contract
 transaction that the contract judges, and it needs signatures an API key cannot make:
@@ -16,7 +16,7 @@ or take away the operator role. Auditors and maintainers change no signing keys 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import insert, select
@@ -24,6 +24,7 @@ from sqlalchemy import insert, select
 from api.auth import ApiKeyInfo, Caller, issue_api_key, list_api_keys, revoke_api_key
 from api.deps import CallerDep, Operator, ServiceDep, require
 from api.errors import ApiError, forbidden
+from api.products import assign_product, readable_assignments
 from api.routes._common import time_to_us
 from api.schemas import (
     ApiKeyCreate,
@@ -37,6 +38,8 @@ from api.schemas import (
     KeyRotate,
     ParticipantCreate,
     ParticipantPublic,
+    ProductAssignmentCreate,
+    ProductAssignmentPublic,
     RolesUpdate,
 )
 from api.service import Service
@@ -53,6 +56,10 @@ api_keys_router = APIRouter(prefix="/v1/api-keys", tags=["participants"])
 ADDRESS = r"^0x[0-9a-fA-F]{40}$"
 # Who may ask for a change of a participant's signing keys: roles that sign records.
 KeyHolder = Annotated[Caller, Depends(require(*sorted(WRITING_ROLES)))]
+# Who may list product assignments: those who read every forecast, and suppliers (their own).
+ProductReader = Annotated[
+    Caller, Depends(require("operator", "manufacturer", "auditor", "supplier"))
+]
 
 
 def _key(k: KeyInfo) -> KeyPublic:
@@ -97,6 +104,15 @@ def _own_keys(service: Service, caller: Caller, participant: str) -> None:
 def list_participants(caller: CallerDep, service: ServiceDep) -> list[ParticipantPublic]:
     """The registry as the chain holds it: participants, roles and key history."""
     return [_public(service, p) for p in service.dep.registry.participants()]
+
+
+# Declared before /{participant}, which would otherwise take its path.
+@router.get("/product-assignments", response_model=list[ProductAssignmentPublic])
+def list_product_assignments(caller: ProductReader, service: ServiceDep) -> list[dict[str, Any]]:
+    """Products and their suppliers: all of them for roles that read every record, a
+    supplier's own products to a supplier (not who else supplies them)."""
+    with service.dep.store.reading() as conn:
+        return readable_assignments(conn, caller)
 
 
 @router.get("/{participant}", response_model=ParticipantPublic)
@@ -307,6 +323,17 @@ def assign_asset(body: AssignmentCreate, caller: Operator, service: ServiceDep) 
             raise Conflict(f"{body.asset} is already assigned to {body.maintainer}")
         conn.execute(insert(AssetAssignment).values(asset=body.asset, maintainer=body.maintainer))
     return {"asset": body.asset, "maintainer": body.maintainer}
+
+
+# ------------------------------------------------------------------------------------ products
+@router.post("/product-assignments", status_code=201, response_model=ProductAssignmentPublic)
+def assign_product_route(
+    body: ProductAssignmentCreate, caller: Operator, service: ServiceDep
+) -> dict[str, Any]:
+    """Assign a product to a supplier: it will read that product's demand forecasts (and get
+    them by webhook). Logged as an operator-signed `product_assignment` record, so a demand
+    scorecard's per-supplier figures can be recomputed from receipts; 409 if already so."""
+    return assign_product(service, body.product, body.supplier)
 
 
 __all__ = ["api_keys_router", "router"]

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, UploadFile
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from api.deps import RunsModels, ServiceDep
 from api.errors import ApiError
+from api.forecasts import DEMAND_TASK, FORECAST_KIND, check_forecast, parse_week
 from api.predictions import export_inspection, save_explanation, sign_prediction
 from api.runner import apply_input_policy
-from ledger.errors import NotFound
+from ledger.errors import InputError, NotFound
 from ml.errors import MLError
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
@@ -100,3 +101,102 @@ def predict_inspection(
     if item:
         out["epcis_event_id"] = export_inspection(service, out, item)
     return out
+
+
+# --- demand forecasts -------------------------------------------------------------------------
+
+WEEK = r"^\d{4}-W\d{2}$"
+MAX_HISTORY = 520  # ten years of weeks
+MAX_PRODUCTS = 200  # per batch request
+Units = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Product = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+History = Annotated[
+    list[Units],
+    Field(
+        min_length=1,
+        max_length=MAX_HISTORY,
+        description="units ordered per week, oldest first, the last one in `last_week`",
+    ),
+]
+
+
+class DemandRequest(BaseModel):
+    product: Product = Field(description="product code; its suppliers read the forecast")
+    history: History
+    last_week: str = Field(pattern=WEEK, description="ISO week of the history's last value")
+    horizon: Literal[4, 8] = Field(8, description="weeks forecast, from the week after")
+    model: str | None = Field(
+        None, description="manifest digest; default: this server's demand model"
+    )
+
+
+class DemandBatchRequest(BaseModel):
+    histories: dict[Product, History] = Field(
+        min_length=1, max_length=MAX_PRODUCTS, description="product code -> its weekly history"
+    )
+    last_week: str = Field(pattern=WEEK, description="ISO week of every history's last value")
+    horizon: Literal[4, 8] = 8
+    model: str | None = Field(
+        None, description="manifest digest; default: this server's demand model"
+    )
+
+
+class ForecastsPublic(BaseModel):
+    forecasts: list[PredictionPublic]
+
+
+def _forecast(
+    service: Any,
+    caller: Any,
+    model: str | None,
+    histories: dict[str, list[float]],
+    last_week: str,
+    horizon: int,
+) -> list[dict[str, Any]]:
+    """Run the demand model over `histories` and sign one forecast per product, in order.
+    Every payload is checked before the first is signed: a refusal signs none."""
+    runner = _runner(service)
+    digest = runner.digest_for(DEMAND_TASK, model)
+    parse_week(last_week, "last_week")
+    predictor = runner.predictor(digest)  # a model that fails to load is the server's fault
+    try:
+        payloads = predictor.forecast(histories, last_week=last_week, horizon=horizon)
+    except MLError as exc:
+        raise ApiError(422, "invalid_input", str(exc)) from None
+    by_product = {p.get("product"): p for p in payloads}
+    if set(by_product) != set(histories) or len(payloads) != len(histories):
+        raise RuntimeError("the demand model did not forecast each product once")
+    ordered = [by_product[product] for product in histories]
+    for payload in ordered:
+        if payload.get("model_manifest_digest") != digest:
+            raise RuntimeError("the demand model's forecast cites another manifest")
+        apply_input_policy(service.settings.input_policy, payload)
+        try:
+            check_forecast(payload)
+        except InputError as exc:  # the caller's input was fine: the model is at fault
+            raise RuntimeError(f"the demand model made a malformed forecast: {exc}") from exc
+        service.check_citation(FORECAST_KIND, payload)  # as `submit` will
+    return [sign_prediction(service, FORECAST_KIND, p, caller.participant) for p in ordered]
+
+
+@router.post("/demand", status_code=201, response_model=PredictionPublic)
+def predict_demand(body: DemandRequest, caller: RunsModels, service: ServiceDep) -> dict[str, Any]:
+    """Weekly demand of one product for the next 4 or 8 ISO weeks, with 80% and 90% intervals,
+    signed as a `forecast` record; the product's suppliers read it (and get it by webhook)."""
+    [out] = _forecast(
+        service, caller, body.model, {body.product: body.history}, body.last_week, body.horizon
+    )
+    return out
+
+
+@router.post("/demand/batch", status_code=201, response_model=ForecastsPublic)
+def predict_demand_batch(
+    body: DemandBatchRequest, caller: RunsModels, service: ServiceDep
+) -> dict[str, Any]:
+    """`/demand` for several products at once (their histories end in the same week): one
+    signed forecast per product, in the order given."""
+    return {
+        "forecasts": _forecast(
+            service, caller, body.model, dict(body.histories), body.last_week, body.horizon
+        )
+    }

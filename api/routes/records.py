@@ -33,6 +33,7 @@ router = APIRouter(prefix="/v1/records", tags=["records"])
 ROUTED_KINDS = {
     "epcis_event": "POST /v1/epcis/capture/signed",
     "model_manifest": "POST /v1/models",
+    "product_assignment": "POST /v1/participants/product-assignments",
 }
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorPublic} for code in (401, 403, 422)}
 
@@ -116,6 +117,9 @@ def list_records(
         str | None, Query(description="model manifest digest the record cites")
     ] = None,
     asset: str | None = None,
+    product: Annotated[
+        str | None, Query(description="product a forecast (or its outcome) is about")
+    ] = None,
     since: Annotated[str | None, Query(description="created at or after (RFC 3339)")] = None,
     until: Annotated[str | None, Query(description="created before (RFC 3339)")] = None,
     cursor: str | None = None,
@@ -124,7 +128,7 @@ def list_records(
     """Records the caller may see, oldest first, filtered; cursor pagination."""
     return select_records(
         caller, service, kinds=(kind,) if kind else None, producer=producer, model=model,
-        asset=asset, since=since, until=until, cursor=cursor, limit=limit,
+        asset=asset, product=product, since=since, until=until, cursor=cursor, limit=limit,
     )  # fmt: skip
 
 
@@ -136,6 +140,7 @@ def select_records(
     producer: str | None = None,
     model: str | None = None,
     asset: str | None = None,
+    product: str | None = None,
     since: str | None = None,
     until: str | None = None,
     cursor: str | None = None,
@@ -154,12 +159,14 @@ def select_records(
         q = q.where(RecordRow.created_us >= time_to_us(since, "since"))
     if until:
         q = q.where(RecordRow.created_us < time_to_us(until, "until"))
-    if model or asset:
+    if model or asset or product:
         tags = select(RecordTag.leaf_index)
         if model:
             tags = tags.where(RecordTag.model == model)
         if asset:
             tags = tags.where(RecordTag.asset == asset)
+        if product:
+            tags = tags.where(RecordTag.product == product)
         q = q.where(RecordRow.leaf_index.in_(tags))
     q = q.order_by(RecordRow.leaf_index).limit(limit + 1)
     with service.dep.store.reading() as conn:

@@ -1,4 +1,5 @@
-"""Delivery to maintenance partners: a pull feed, webhook subscriptions and their delivery log."""
+"""Delivery to maintenance partners and suppliers: a pull feed, webhook subscriptions and their
+delivery log."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import insert, select, update
 
-from api.deps import Maintainer, ServiceDep, Subscriber
+from api.deps import FeedReader, ServiceDep, Subscriber
 from api.errors import ApiError, forbidden
 from api.routes import records
 from api.schemas import RecordsPublic
@@ -22,7 +23,9 @@ from ledger.registry import now_us
 router = APIRouter(tags=["delivery"])
 # A maintainer's work list: what the models said, and the alarms saying a model broke its
 # promises about these assets (`api.promises`); the rest it may read is under /v1/records.
-FEED_KINDS = ("prediction", "alarm")
+# A supplier's: the demand forecasts of its products (`api.access`: the feed is filtered by
+# the same policy, so neither sees the other's kinds).
+FEED_KINDS = ("prediction", "alarm", "forecast")
 
 
 class SubscriptionCreate(BaseModel):
@@ -52,13 +55,14 @@ class DeliveryPublic(BaseModel):
 
 @router.get("/v1/feed", response_model=RecordsPublic)
 def feed(
-    caller: Maintainer,
+    caller: FeedReader,
     service: ServiceDep,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> RecordsPublic:
     """Signed predictions for the assets assigned to the calling maintenance partner, and the
-    alarms on broken model promises that name those assets."""
+    alarms on broken model promises that name those assets; to a supplier, the signed demand
+    forecasts of the products assigned to it."""
     return records.select_records(caller, service, kinds=FEED_KINDS, cursor=cursor, limit=limit)
 
 
@@ -66,7 +70,8 @@ def feed(
 def subscribe(body: SubscriptionCreate, caller: Subscriber, service: ServiceDep) -> dict[str, Any]:
     """Register a webhook: records are POSTed there, HMAC-signed with the returned secret
     (shown once): to a maintenance partner, the predictions and inspections about its assets;
-    to the operator, the deployment's alarms. The target must be http(s) on a public address,
+    to a supplier, the demand forecasts of its products; to the operator, the deployment's
+    alarms. The target must be http(s) on a public address,
     without credentials."""
     try:
         vet(body.url, allow_private=service.settings.allow_private_webhooks)

@@ -45,7 +45,6 @@ from ml.forecast import (
     Forecasts,
     context_window,
     forecast,
-    forecast_payloads,  # noqa: F401  (the payloads of forecast records, for callers of this task)
     last_complete_week,
     naive_scale,
     quantile_forecasts,

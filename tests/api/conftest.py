@@ -127,6 +127,81 @@ class Plant:
             **(payload or {"rul": 42.5}),
         )
 
+    def demand_model(self, name: str = "demand-test") -> str:
+        """The digest of a registered demand model manifest (registered on first use)."""
+        if name not in self.models:
+            m = self.manifest(name=name)["record"]["payload"]
+            signed = self.signed("modelworks", kind="model_manifest", **{**m, "task": "demand"})
+            r = self.client.post("/v1/models", json=signed, headers=self.as_("modelworks"))
+            assert r.status_code in (200, 201), r.text
+            self.models[name] = r.json()["digest"]
+        return self.models[name]
+
+    def forecast_payload(
+        self,
+        product: str = "P17",
+        *,
+        origin: str = "2026-W40",
+        point: tuple[float, ...] = (10.0, 12.0),
+        half80: float = 2.0,
+        half90: float = 4.0,
+        scale: float = 2.0,
+        **over: Any,
+    ) -> dict[str, Any]:
+        """A demand forecast payload as the demand model yields it: weeks from `origin`, one
+        point each, intervals of +-`half80` and +-`half90` around it."""
+        from datetime import date, timedelta
+
+        year, week = map(int, origin.split("-W"))
+        monday = date.fromisocalendar(year, week, 1)
+        weeks = []
+        for i in range(len(point)):
+            y, w, _ = (monday + timedelta(weeks=i)).isocalendar()
+            weeks.append(f"{y}-W{w:02d}")
+        payload = {
+            "kind": "demand_forecast",
+            "model": "demand-test",
+            "model_manifest_digest": self.demand_model(),
+            "product": product,
+            "origin": origin,
+            "weeks": weeks,
+            "point": list(point),
+            "intervals": {
+                "80": [[x - half80, x + half80] for x in point],
+                "90": [[x - half90, x + half90] for x in point],
+            },
+            "input_digest": "0x" + "ab" * 32,
+            "input_shape": [44],
+            "scale": scale,
+            "requested_by": "line-3",
+        }
+        return payload | over
+
+    def forecast(self, product: str = "P17", who: str = "line-3", **kw: Any) -> httpx.Response:
+        """Submit a demand forecast for `product` signed by `who`."""
+        return self.submit_payload(who, "forecast", self.forecast_payload(product, **kw))
+
+    def signed_payload(self, who: str, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """`signed` for a payload whose keys clash with its arguments (a forecast's `kind`)."""
+        s = self.signers[who]
+        rec = Record.new(kind, payload, participant=who, address=s.address)
+        return {
+            "record": rec.to_json(),
+            "signature": "0x" + s.sign(self.service.dep.domain, rec).hex(),
+        }
+
+    def submit_payload(self, who: str, kind: str, payload: dict[str, Any]) -> httpx.Response:
+        return self.client.post(
+            "/v1/records", json=self.signed_payload(who, kind, payload), headers=self.as_(who)
+        )
+
+    def assign_product(self, product: str, supplier: str) -> httpx.Response:
+        return self.client.post(
+            "/v1/participants/product-assignments",
+            json={"product": product, "supplier": supplier},
+            headers=self.as_("operator"),
+        )
+
 
 def make_plant(home: Path, database_url: str | None = None) -> Plant:
     """A deployment on its own embedded chain, every participant registered there (with its
@@ -174,7 +249,7 @@ def readable_by_policy(plant: Plant, caller: Any) -> set[int]:
     (`may_read`), checked to agree."""
     from sqlalchemy import select
 
-    from api.access import RecordFacts, assigned_assets, may_read, visible
+    from api.access import RecordFacts, assigned_to, may_read, visible
     from api.tables import RecordAsset, RecordTag
     from ledger.log import stored_from_row
     from ledger.store.models import RecordRow
@@ -182,10 +257,11 @@ def readable_by_policy(plant: Plant, caller: Any) -> set[int]:
     with plant.service.dep.store.reading() as conn:
         rows = conn.execute(select(RecordRow)).all()
         tags = dict(conn.execute(select(RecordTag.leaf_index, RecordTag.asset)).all())
+        products = dict(conn.execute(select(RecordTag.leaf_index, RecordTag.product)).all())
         named: dict[int, set[str]] = {}
         for leaf, asset in conn.execute(select(RecordAsset.leaf_index, RecordAsset.asset)).all():
             named.setdefault(leaf, set()).add(asset)
-        mine = assigned_assets(conn, caller.participant)
+        mine = assigned_to(conn, caller)
         sql = {r.leaf_index for r in conn.execute(visible(select(RecordRow), caller)).all()}
     python = {
         r.leaf_index
@@ -197,6 +273,7 @@ def readable_by_policy(plant: Plant, caller: Any) -> set[int]:
                 stored_from_row(r).participant,
                 tags.get(r.leaf_index),
                 frozenset(named.get(r.leaf_index, ())),
+                products.get(r.leaf_index),
             ),
             mine,
         )

@@ -209,18 +209,32 @@ MATRIX: dict[tuple[str, str], tuple[set[str], Call]] = {
             headers=p.as_(who),
         ),
     ),
+    # Products to suppliers: the operator assigns; those who read every forecast list every
+    # assignment, a supplier its own.
+    ("POST", "/v1/participants/product-assignments"): (
+        {"operator"},
+        lambda p, who, c: p.client.post(
+            "/v1/participants/product-assignments",
+            json={"product": f"P-{who}", "supplier": "acme"},
+            headers=p.as_(who),
+        ),
+    ),
+    ("GET", "/v1/participants/product-assignments"): (
+        {"operator", "line-3", "tuv", "acme", "nordic"},
+        lambda p, who, c: p.client.get("/v1/participants/product-assignments", headers=p.as_(who)),
+    ),
     ("GET", "/v1/feed"): (
-        {"fixit", "other-maint"},
+        {"fixit", "other-maint", "acme", "nordic"},
         lambda p, who, c: p.client.get("/v1/feed", headers=p.as_(who)),
     ),
     ("POST", "/v1/subscriptions"): (
-        {"fixit", "other-maint", "operator"},
+        {"fixit", "other-maint", "acme", "nordic", "operator"},
         lambda p, who, c: p.client.post(
             "/v1/subscriptions", json={"url": "http://127.0.0.1:9/y"}, headers=p.as_(who)
         ),
     ),
     ("GET", "/v1/subscriptions"): (
-        {"fixit", "other-maint", "operator"},
+        {"fixit", "other-maint", "acme", "nordic", "operator"},
         lambda p, who, c: p.client.get("/v1/subscriptions", headers=p.as_(who)),
     ),
     ("DELETE", "/v1/subscriptions/{id}"): (
@@ -331,6 +345,23 @@ MATRIX |= {
             headers=p.as_(who),
         ),
     ),
+    # Demand forecasts are run by those who run the plant's models, never by a supplier.
+    ("POST", "/v1/predictions/demand"): (
+        {"line-3", "operator"},
+        lambda p, who, c: p.client.post(
+            "/v1/predictions/demand",
+            json={"product": "P1", "history": [1.0] * 10, "last_week": "2026-W39"},
+            headers=p.as_(who),
+        ),
+    ),
+    ("POST", "/v1/predictions/demand/batch"): (
+        {"line-3", "operator"},
+        lambda p, who, c: p.client.post(
+            "/v1/predictions/demand/batch",
+            json={"histories": {"P1": [1.0] * 10}, "last_week": "2026-W39"},
+            headers=p.as_(who),
+        ),
+    ),
 }
 MATRIX |= {
     ("GET", "/metrics"): (
@@ -386,6 +417,7 @@ def test_forbidden_and_missing_records_look_the_same(plant: Plant) -> None:
 
 
 _ASSETS = {"fixit": "engine-1", "other-maint": "engine-2"}
+_PRODUCTS = {"acme": "P-acme", "nordic": "P-nordic"}
 
 
 @pytest.mark.parametrize("who", sorted(ALL))
@@ -394,9 +426,13 @@ def test_may_read_visible_and_get_agree_on_predictions_and_inspections(
 ) -> None:
     """`may_read` (webhooks, receipts), `visible` (listings) and GET /v1/records/{id} give one
     answer for every record: a maintainer reads the predictions and the inspections about the
-    assets assigned to it, and nothing else."""
+    assets assigned to it, and nothing else; a supplier its own records and the forecasts of
+    the products assigned to it (not their outcomes, nor the assignments)."""
+
+    from sqlalchemy import select
 
     from api.auth import Caller
+    from ledger.store.models import RecordRow
 
     op = plant.as_("operator")
     for maintainer, engine in _ASSETS.items():
@@ -418,6 +454,25 @@ def test_may_read_visible_and_get_agree_on_predictions_and_inspections(
             r = plant.submit(producer, kind=kind, **payload)
             assert r.status_code == 201, r.text
             made[r.json()["index"]] = (kind, asset)
+    # Demand forecasts, the outcomes settling them and the assignments themselves, about
+    # acme's product, nordic's, and one nobody supplies; acme's own records.
+    for supplier, product in _PRODUCTS.items():
+        assert plant.assign_product(product, supplier).status_code == 201
+    for product in (*_PRODUCTS.values(), "P-none"):
+        r = plant.forecast(product)
+        assert r.status_code == 201, r.text
+        made[r.json()["index"]] = ("forecast", product)
+        r = plant.submit("line-3", kind="outcome", settles=[r.json()["id"]], product=product,
+                         observed={"week": "2026-W40", "units": 3})  # fmt: skip
+        assert r.status_code == 201, r.text
+        made[r.json()["index"]] = ("outcome", product)
+    r = plant.submit("acme", kind="supplier_record", product="P-acme", lot="L1")
+    made[r.json()["index"]] = ("acme's own", None)
+    with plant.service.dep.store.reading() as conn:
+        for (index,) in conn.execute(
+            select(RecordRow.leaf_index).where(RecordRow.kind == "product_assignment")
+        ).all():
+            made[index] = ("product_assignment", None)
     python = readable_by_policy(plant, Caller(who, ROLES[who]))
     got = {
         i
@@ -430,5 +485,13 @@ def test_may_read_visible_and_get_agree_on_predictions_and_inspections(
             i for i, (kind, asset) in made.items()
             if kind in ("prediction", "inspection") and asset == _ASSETS[who]
         }  # fmt: skip
+    elif ROLES[who] == "supplier":
+        assert got == {
+            i for i, (kind, about) in made.items()
+            if (kind == "forecast" and about == _PRODUCTS[who])
+            or (kind, who) in (("supplier_record", "acme"), ("acme's own", "acme"))
+        }  # fmt: skip
     elif who in READ_ALL:
         assert got == set(made)
+    else:
+        assert got == set()

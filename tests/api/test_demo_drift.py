@@ -67,8 +67,9 @@ def test_the_own_subset_sample_is_the_models_holdout() -> None:
 
 def test_no_alarm_on_the_own_subset_then_the_drift_alarm(seeded: Seeded) -> None:
     outcomes = _records(seeded.running, "outcome")
-    own = [i for i, p in outcomes if p["asset"].startswith("fd001-engine-")]
-    drift = [i for i, p in outcomes if p["asset"].startswith("fd002-engine-")]
+    # (The demo's demand outcomes name a product, not an asset.)
+    own = [i for i, p in outcomes if p.get("asset", "").startswith("fd001-engine-")]
+    drift = [i for i, p in outcomes if p.get("asset", "").startswith("fd002-engine-")]
     assert own and drift and max(own) < min(drift)  # the own subset is settled first
     name = alarm_name(seeded.digest)
     alarms = [(i, p) for i, p in _records(seeded.running, "alarm") if p["alarm"] == name]
@@ -107,3 +108,24 @@ def test_the_demo_prints_both_outcomes(seeded: Seeded) -> None:
         assert "interval coverage" in line and "one-sided p" in line
     assert own.endswith("; no alarm"), own
     assert "; alarm raised (record " in drift, drift
+
+
+def test_the_demo_scores_its_suppliers_demand_forecasts(seeded: Seeded) -> None:
+    """api/demo/demand.py: the shipped demand model's forecasts of the suppliers' products,
+    their first two weeks settled from the sample, one scorecard line per supplier; each
+    supplier reads its own products' forecasts only."""
+    from api.auth import Caller
+    from api.demo.demand import SETTLED, SUPPLY
+    from api.routes.records import select_records
+
+    lines = [line for line in seeded.text.splitlines() if line.startswith("demand: ")]
+    assert [line.split(" on ")[0] for line in lines] == [
+        f"demand: scorecard of {s}" for s, _ in sorted(SUPPLY)
+    ]
+    for (supplier, count), line in zip(sorted(SUPPLY), lines, strict=True):
+        assert f"{count * SETTLED} settled forecast weeks: MASE " in line, line
+        assert "interval coverage" in line
+        mine = select_records(Caller(supplier, "supplier"), seeded.running.service,
+                              kinds=("forecast",), limit=500).data  # fmt: skip
+        assert len(mine) == count
+        assert {r.participant for r in mine} == {seeded.running.service.dep.operator}

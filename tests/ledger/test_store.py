@@ -23,7 +23,7 @@ def ledger_metadata() -> MetaData:
 
 SERVICE_TABLES = {
     "alarms", "api_keys", "asset_assignments", "deliveries", "explanations", "models",
-    "portal_sessions", "record_assets", "record_tags", "subscriptions",
+    "portal_sessions", "product_assignments", "record_assets", "record_tags", "subscriptions",
 }  # fmt: skip
 
 

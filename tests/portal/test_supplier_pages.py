@@ -36,8 +36,12 @@ def test_a_supplier_lists_only_its_own_records(live_portal: LivePortal, page: An
     live_portal.sign_in(page, "acme-steel")
     rows = page.locator("#records tbody tr[data-index]")
     assert rows.count() > 0
-    producers = {cells.split("\t")[2] for cells in rows.all_inner_texts()}
-    assert producers == {"acme-steel"}
+    shown = {tuple(cells.split("\t")[1:3]) for cells in rows.all_inner_texts()}
+    # Its own records, and the plant's demand forecasts of the products assigned to it
+    # (api/demo/demand.py; tests/api/test_forecasts.py).
+    assert {producer for _, producer in shown} <= {"acme-steel", "operator"}
+    assert {kind for kind, producer in shown if producer != "acme-steel"} <= {"forecast"}
+    assert any(producer == "acme-steel" for _, producer in shown)
 
 
 def test_a_supplier_cannot_open_another_suppliers_record(

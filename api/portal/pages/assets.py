@@ -34,7 +34,8 @@ from api.service import Service
 from ledger.errors import NotFound
 
 router = APIRouter(include_in_schema=False)
-# The roles api.deps.Subscriber lets manage webhooks: maintenance partners and the operator.
+# The roles api.deps.Subscriber lets manage webhooks, but suppliers (who subscribe to their
+# products' forecasts through the API): maintenance partners and the operator.
 ASSET_ROLES = ("maintainer", "operator")
 AssetSession = Annotated[sessions.Session, web.require_role(*ASSET_ROLES)]
 MAX_RECORDS = 2000  # per asset and kind, on one page: a plot of more is unreadable anyway

@@ -555,6 +555,8 @@
     model_manifest: ["model_publisher", "operator"],
     alarm: ["operator"],
     outcome: MODEL_ROLES,
+    forecast: MODEL_ROLES,
+    product_assignment: ["operator"],
     fl_update: ["manufacturer"],
     fl_round: ["operator"],
   };
