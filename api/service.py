@@ -396,60 +396,42 @@ class Service:
         what a GET would refuse. `named`: the assets records about several name (an alarm),
         whose maintainers are asked too.
         """
-        self._enqueue_for_suppliers(conn, tags, facts)
-        assets = {t["asset"] for t in tags if t["asset"]} | set(named)
-        if not assets:
-            return
-        subs = conn.execute(
-            select(AssetAssignment.maintainer, AssetAssignment.asset, Subscription.id)
-            .join(Subscription, Subscription.participant == AssetAssignment.maintainer)
-            .where(AssetAssignment.asset.in_(assets), Subscription.active.is_(True))
-        ).all()
-        assigned: dict[str, set[str]] = {}
-        subscriptions: dict[str, set[str]] = {}
-        for maintainer, asset, sub in subs:
-            if "maintainer" not in self.roles_of(maintainer):
-                continue  # its API keys are refused too: it reads nothing
-            assigned.setdefault(maintainer, set()).add(asset)
-            subscriptions.setdefault(maintainer, set()).add(sub)
-        now = now_us()
-        rows = [
-            {
-                "subscription": sub,
-                "leaf_index": t["leaf_index"],
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_us": now,
-            }
-            for t, f in zip(tags, facts, strict=True)
-            for maintainer, mine in assigned.items()
-            if may_read(Caller(maintainer, "maintainer"), f, mine)
-            for sub in sorted(subscriptions[maintainer])
-        ]
-        if rows:
-            conn.execute(insert(Delivery), rows)
-            self.wake_delivery()
-
-    def _enqueue_for_suppliers(
-        self, conn: Any, tags: list[dict[str, Any]], facts: list[RecordFacts]
-    ) -> None:
-        """Deliver each record about a product to the webhooks of the product's suppliers that
-        may read it (`api.access.may_read`: a forecast)."""
         products = {t["product"] for t in tags if t.get("product")}
-        if not products:
+        self._enqueue_assigned(
+            conn, tags, facts, products, ProductAssignment.supplier, ProductAssignment.product
+        )
+        assets = {t["asset"] for t in tags if t["asset"]} | set(named)
+        self._enqueue_assigned(
+            conn, tags, facts, assets, AssetAssignment.maintainer, AssetAssignment.asset
+        )
+
+    def _enqueue_assigned(
+        self,
+        conn: Any,
+        tags: list[dict[str, Any]],
+        facts: list[RecordFacts],
+        things: set[str],
+        owner: Any,
+        thing: Any,
+    ) -> None:
+        """Deliver each record to the webhooks of the partners assigned one of `things` (an
+        assignment table's `owner` and `thing` columns: maintainers of assets, suppliers of
+        products) that may read it in that role."""
+        if not things:
             return
+        role = "maintainer" if owner is AssetAssignment.maintainer else "supplier"
         subs = conn.execute(
-            select(ProductAssignment.supplier, ProductAssignment.product, Subscription.id)
-            .join(Subscription, Subscription.participant == ProductAssignment.supplier)
-            .where(ProductAssignment.product.in_(products), Subscription.active.is_(True))
+            select(owner, thing, Subscription.id)
+            .join(Subscription, Subscription.participant == owner)
+            .where(thing.in_(things), Subscription.active.is_(True))
         ).all()
         assigned: dict[str, set[str]] = {}
         subscriptions: dict[str, set[str]] = {}
-        for supplier, product, sub in subs:
-            if "supplier" not in self.roles_of(supplier):
+        for partner, item, sub in subs:
+            if role not in self.roles_of(partner):
                 continue  # its API keys are refused too: it reads nothing
-            assigned.setdefault(supplier, set()).add(product)
-            subscriptions.setdefault(supplier, set()).add(sub)
+            assigned.setdefault(partner, set()).add(item)
+            subscriptions.setdefault(partner, set()).add(sub)
         now = now_us()
         rows = [
             {
@@ -460,9 +442,9 @@ class Service:
                 "next_attempt_us": now,
             }
             for t, f in zip(tags, facts, strict=True)
-            for supplier, mine in assigned.items()
-            if may_read(Caller(supplier, "supplier"), f, mine)
-            for sub in sorted(subscriptions[supplier])
+            for partner, mine in assigned.items()
+            if may_read(Caller(partner, role), f, mine)
+            for sub in sorted(subscriptions[partner])
         ]
         if rows:
             conn.execute(insert(Delivery), rows)
