@@ -26,7 +26,7 @@ from ledger.errors import InputError, InvalidLines, LedgerError, SignatureError
 from ledger.merkle import hash_leaf
 from ledger.records import Record, commitment, parse_time, unhex
 from ledger.registry import KeySnapshot, now_us
-from ledger.signing import Domain, record_digest, recover_digest
+from ledger.signing import Domain, Signer, record_digest, recover_digest
 
 if TYPE_CHECKING:
     from ledger.log import Log
@@ -90,6 +90,39 @@ def check_record(
     canonical, data, digest, created_us = _prepare(record, domain, now)
     signer = recover_digest(digest, signature)
     return _conclude(record, signature, signer, canonical, data, created_us, keys)
+
+
+def sign_and_check(
+    records: Sequence[Record],
+    signer: Signer,
+    domain: Domain,
+    keys: KeySnapshot,
+    now: int | None = None,
+) -> list[Accepted]:
+    """`check_record(r, signer.sign(domain, r), ...)` for records this process signs, a stage
+    at a time: each record is canonicalised once (not once to sign and again to check), and
+    all are signed in one stretch.
+
+    Every record gets every check of `check_record` but one: the signature recovery runs on
+    the first record only. It proves that `signer`'s key is the key of `signer.address`; the
+    other signatures are by the same key, over digests computed by the same code as the
+    first's, so recovering them would repeat that proof (~50 us a record, a quarter of what
+    capturing an EPCIS event costs). Signatures made elsewhere go through `check_record` /
+    `check_batch`, which recover each one.
+
+    Raises:
+        what `check_record` raises, for the first record (in order) that fails.
+    """
+    now = now_us() if now is None else now
+    prepared = [_prepare(r, domain, now) for r in records]
+    signatures = [signer.sign_digest(digest) for _, _, digest, _ in prepared]
+    address = recover_digest(prepared[0][2], signatures[0]) if prepared else signer.address
+    return [
+        _conclude(record, signature, address, canonical, data, created_us, keys)
+        for record, signature, (canonical, data, _, created_us) in zip(
+            records, signatures, prepared, strict=True
+        )
+    ]
 
 
 # check_record in two halves around the signature recovery, so that `check_batch` can recover a

@@ -1,7 +1,8 @@
 """Capture: EPCIS 2.0 documents and events become signed `epcis_event` records in the log.
 
-    validate (schema) -> split into events -> CBV 2.0 hash ID -> record -> signature check
-        -> one transaction: append new records + index rows
+    validate (schema, once per document) -> split into events -> CBV 2.0 hash IDs
+        -> records -> sign all, check all (one stretch) -> one transaction: append the new
+        records + index rows in bulk
 
 Everything that can refuse a document runs before the transaction, and the transaction takes
 all events or none. An event whose hash ID is already in the index is not logged again: the
@@ -38,7 +39,7 @@ from ledger.epcis.hashid import hash_ids, is_hash_id, split_context
 from ledger.epcis.index import IndexEntry, index_entry, write_index
 from ledger.epcis.validate import validate_capture
 from ledger.errors import InputError, NotPermitted
-from ledger.ingest import Accepted, check_record
+from ledger.ingest import Accepted, check_record, sign_and_check
 from ledger.log import Log
 from ledger.records import Record
 from ledger.registry import KeySnapshot
@@ -161,12 +162,14 @@ def capture(
         StorageError: the database failed; nothing is stored.
     """
     prepared, warnings = prepare(document)
-    accepted = []
-    for p in prepared:
-        record = Record.new(
+    records = [
+        Record.new(
             KIND, p.payload, participant=participant, address=signer.address, created_at=created_at
         )
-        accepted.append(check_record(record, signer.sign(domain, record), domain, keys))
+        for p in prepared
+    ]
+    # One signing stretch for the document: canonicalise, sign all, check all.
+    accepted = sign_and_check(records, signer, domain, keys)
     return CaptureResult(_append(log, prepared, accepted, keys), warnings)
 
 

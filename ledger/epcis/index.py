@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import ARRAY, BigInteger, ColumnElement, Connection, String, any_, bindparam, select
 
+from ledger.epcis.edges import add_edges
 from ledger.epcis.vocab import FP_NAMESPACE, cbv_name, extension, format_time_us, time_us
 from ledger.store.models import EpcisEventRow, RecordRow
 
@@ -135,6 +136,7 @@ def write_index(
     links = [row for i, _, _, e, _ in entries for row in link_rows(i, e)]
     if links:
         conn.exec_driver_sql(_INSERT_LINK.format(p=p), links)
+        add_edges(conn, min(i for i, *_ in entries))  # the genealogy's edges table
 
 
 @dataclass(frozen=True, slots=True)

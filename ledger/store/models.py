@@ -184,6 +184,8 @@ class EpcisEventRow(Base):
         Index(None, "biz_step"),
         Index(None, "disposition"),
         Index(None, "model_digest"),
+        # Genealogy reads the (few) events declared in error through it, once per query.
+        Index(None, "error_declared_by"),
     )
 
 
@@ -210,3 +212,27 @@ class EpcisLinkRow(Base):
         # The primary key is the only access path by identifier: no rowid b-tree beside it.
         {"sqlite_with_rowid": False},
     )
+
+
+class EpcisEdgeRow(Base):
+    """A genealogy edge, derived at capture from the links (ledger.epcis.edges): `source`
+    went into `target` through the event at `leaf_index` and, for two events joined by a
+    transformationID, the event at `other` (else `other` = `leaf_index`).
+
+    Edges of events later declared in error stay; readers leave them out. The primary key,
+    by source, is the whole row: a recall walks it index-only.
+    """
+
+    __tablename__ = "epcis_edges"
+
+    source: Mapped[str] = mapped_column(EpcText, primary_key=True)
+    target: Mapped[str] = mapped_column(EpcText, primary_key=True)
+    relation: Mapped[str] = mapped_column(String(16), primary_key=True)
+    leaf_index: Mapped[int] = mapped_column(
+        RowKey, ForeignKey("epcis_events.leaf_index"), primary_key=True, autoincrement=False
+    )
+    other: Mapped[int] = mapped_column(
+        RowKey, ForeignKey("epcis_events.leaf_index"), primary_key=True, autoincrement=False
+    )
+
+    __table_args__ = ({"sqlite_with_rowid": False},)

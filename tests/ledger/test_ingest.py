@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from ledger.errors import InputError, InvalidLines, LedgerError
+from ledger.errors import InputError, InvalidLines, KeyNotAuthorized, LedgerError
 from ledger.ingest import (
     Accepted,
     Rejected,
@@ -25,8 +25,10 @@ from ledger.ingest import (
     check_batch,
     check_line,
     check_lines,
+    check_record,
     parse_line,
     parse_submission,
+    sign_and_check,
     submission_json,
 )
 from ledger.log import Log
@@ -308,3 +310,23 @@ def test_batch_checking_gives_each_line_its_own_verdict(plant: Plant) -> None:
     kinds = [type(v).__name__ for v in batch]
     assert kinds == ["Accepted"] + ["Rejected"] * 8 + ["Accepted"]
     assert [v.line for v in batch if isinstance(v, Rejected)] == list(range(8, 16))
+
+
+def test_sign_and_check_gives_what_signing_then_check_record_gives(plant: Plant) -> None:
+    """The batch path of EPCIS capture: the same Accepted records (signatures are
+    deterministic), and the same refusal for a key that is not the participant's."""
+    operator = plant.signers["operator"]
+    keys, now = plant.registry.snapshot(), now_us()
+    records = [
+        Record.new("epcis_event", {"n": i}, participant="operator", address=operator.address)
+        for i in range(5)
+    ]
+    expected = [check_record(r, operator.sign(DOMAIN, r), DOMAIN, keys, now) for r in records]
+    assert sign_and_check(records, operator, DOMAIN, keys, now) == expected
+    assert sign_and_check([], operator, DOMAIN, keys, now) == []
+    stranger = Signer.generate()
+    foreign = [
+        Record.new("epcis_event", {"n": 1}, participant="operator", address=stranger.address)
+    ]
+    with pytest.raises(KeyNotAuthorized):
+        sign_and_check(foreign, stranger, DOMAIN, keys, now)

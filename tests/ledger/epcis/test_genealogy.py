@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from ledger.epcis import genealogy
 from ledger.epcis.genealogy import (
     downstream,
     recall_by_model,
@@ -233,3 +235,151 @@ def test_traversal_reads_the_index_not_payloads(
 
 def test_store_fixture_is_untouched(plant: CapturedPlant) -> None:
     assert isinstance(plant.repo.store, Store) and plant.result.new == len(plant.events)
+
+
+# --- set-based recall against a plain traversal, on random genealogies ------------------------
+
+
+def _random_history(seed: int) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
+    """Transformations (some split in two events by a transformationID, some feeding back:
+    cycles), packing and unpacking, non-conformant inspections, and the edges they make
+    as (source, target, relation), for a reference traversal."""
+    rng = random.Random(seed)
+    lots = [f"urn:epc:class:lgtin:4012345.000888.S{seed}L{i}" for i in range(40)]
+    boxes = [f"urn:epc:id:sscc:4012345.{seed:03d}00000{i:02d}" for i in range(6)]
+    events: list[dict[str, Any]] = []
+    edges: list[tuple[str, str, str]] = []
+    second = 0
+
+    def at(kind: str, **fields: Any) -> dict[str, Any]:
+        nonlocal second
+        second += 1
+        t = f"2026-03-01T{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}Z"
+        return {"type": kind, "eventTime": t, "eventTimeZoneOffset": "+00:00", **fields}
+
+    def q(ids: list[str]) -> list[dict[str, Any]]:
+        return [{"epcClass": i} for i in ids]
+
+    for n in range(45):
+        k = rng.randrange(len(lots) - 1)
+        ins = rng.sample(lots[: k + 1], min(k + 1, rng.randint(1, 3)))
+        outs = rng.sample(lots[k + 1 :], min(len(lots) - k - 1, rng.randint(1, 2)))
+        if rng.random() < 0.1:  # bad data: an output fed back upstream
+            ins, outs = outs, ins
+        if rng.random() < 0.2:
+            xid = f"urn:epc:id:gdti:4012345.00002.{seed}{n}"
+            events.append(at("TransformationEvent", transformationID=xid, inputQuantityList=q(ins)))
+            events.append(
+                at("TransformationEvent", transformationID=xid, outputQuantityList=q(outs))
+            )
+        else:
+            events.append(
+                at("TransformationEvent", inputQuantityList=q(ins), outputQuantityList=q(outs))
+            )
+        edges += [(i, o, "transformation") for i in ins for o in outs]
+    for box in boxes:
+        packed = rng.sample(lots, 3)
+        action = rng.choice(["ADD", "ADD", "DELETE"])
+        events.append(
+            at("AggregationEvent", parentID=box, childQuantityList=q(packed), action=action)
+        )
+        if action == "ADD":
+            edges += [(lot, box, "aggregation") for lot in packed]
+    for lot in rng.sample(lots, 6):
+        events.append(at("ObjectEvent", action="OBSERVE", bizStep="inspecting",
+                         disposition="non_conformant", quantityList=q([lot])))  # fmt: skip
+    return events, edges
+
+
+def _reference(seeds: list[str], edges: list[tuple[str, str, str]], outputs: set[str]) -> Any:
+    down: dict[str, list[str]] = {}
+    for s, t, _ in edges:
+        down.setdefault(s, []).append(t)
+    reached: dict[str, int] = {}
+    for seed in seeds:
+        for n, d in _hops(seed, down).items():
+            reached[n] = min(d, reached.get(n, d))
+    consumed = {s for s, _, r in edges if r == "transformation"}
+    return reached, sorted(n for n in reached if n in outputs and n not in consumed)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_set_based_recall_matches_a_plain_traversal(
+    repo: Repo, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events, edges = _random_history(seed)
+    repo.capture(_doc(*events))
+    # One transformation declared in error: its edges go, in both implementations.
+    retracted = next(e for e in events if "transformationID" not in e and "inputQuantityList" in e)
+    declaration = {"declarationTime": "2026-03-02T00:00:00Z", "reason": "incorrect_data"}
+    repo.capture(_doc({**retracted, "errorDeclaration": declaration}))
+    gone = {
+        (i["epcClass"], o["epcClass"], "transformation")
+        for i in retracted["inputQuantityList"]
+        for o in retracted["outputQuantityList"]
+    }
+    live = [e for e in events if e is not retracted]
+    edges = [e for e in edges if e not in gone or _made_elsewhere(e, live)]
+    outputs = {o["epcClass"] for e in live for o in e.get("outputQuantityList", [])}
+
+    walked = {"n": 0, "of": 0}
+    walk = genealogy._recall_by_hops
+
+    def counted(*args: Any) -> Any:
+        walked["n"] += 1
+        return walk(*args)
+
+    monkeypatch.setattr(genealogy, "SET_BASED_MIN_SEEDS", 1)  # one lot too, to compare
+
+    def both(call: Any) -> tuple[Any, Any]:
+        monkeypatch.setattr(genealogy, "SET_BASED_RECALL", True)
+        monkeypatch.setattr(genealogy, "_recall_by_hops", counted)
+        new = call()
+        walked["of"] += 1
+        monkeypatch.setattr(genealogy, "_recall_by_hops", walk)
+        monkeypatch.setattr(genealogy, "SET_BASED_RECALL", False)
+        old = call()
+        return new, old
+
+    store = repo.store
+    new, old = both(lambda: recall_nonconformant(store))
+    assert new == old and new.seeds and not new.truncated
+    assert (new.reached, new.finished) == _reference(new.seeds, edges, outputs)
+    lots = sorted({s for s, _, _ in edges})
+    for lot in random.Random(seed).sample(lots, 8):
+        new, old = both(lambda lot=lot: recall_from_lot(store, lot))
+        assert new == old
+        assert (new.reached, new.finished) == _reference([lot], edges, outputs)
+    # The node limit cuts both at the same hop, with the same answer.
+    for limit in (1, 3, 8, 20):
+        new, old = both(lambda limit=limit: recall_nonconformant(store, max_nodes=limit))
+        assert new == old
+    # Most answers came from the set-based statement (the walk: cycles and cut recalls).
+    assert walked["n"] < walked["of"] / 2, walked
+
+
+def _made_elsewhere(edge: tuple[str, str, str], events: list[dict[str, Any]]) -> bool:
+    """Whether another live transformation event makes this edge too."""
+    s, t, _ = edge
+    return any(
+        s in {i["epcClass"] for i in e.get("inputQuantityList", [])}
+        and t in {o["epcClass"] for o in e.get("outputQuantityList", [])}
+        for e in events
+        if "transformationID" not in e
+    )
+
+
+def test_set_based_recall_hands_cycles_to_the_walk(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cycle keeps the recursion going to MAX_RECALL_DEPTH; the walk then answers."""
+    monkeypatch.setattr(genealogy, "SET_BASED_MIN_SEEDS", 1)
+    loop = [
+        _at(0, "TransformationEvent", inputQuantityList=[{"epcClass": _lot(1)}],
+            outputQuantityList=[{"epcClass": _lot(2)}]),
+        _at(1, "TransformationEvent", inputQuantityList=[{"epcClass": _lot(2)}],
+            outputQuantityList=[{"epcClass": _lot(1)}, {"epcClass": _lot(3)}]),
+    ]  # fmt: skip
+    repo.capture(_doc(*loop))
+    r = recall_from_lot(repo.store, _lot(1))
+    assert r.reached == {_lot(1): 0, _lot(2): 1, _lot(3): 2} and r.finished == [_lot(3)]

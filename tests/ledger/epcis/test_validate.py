@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from api.demo.synthetic import PlantConfig, plant_document, plant_events
 from ledger.epcis.errors import SchemaViolation, UnsupportedEpcis
-from ledger.epcis.validate import complaints, is_date_time, is_uri, validate, validate_capture
+from ledger.epcis.validate import (
+    complaints,
+    fast_accepts,
+    fast_validator,
+    is_date_time,
+    is_uri,
+    validate,
+    validate_capture,
+    validator,
+)
 from tests.ledger.epcis.conftest import SCHEMA_INVALID_EXAMPLE, repaired
 
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "ledger" / "epcis" / "schema"
@@ -164,3 +176,71 @@ def test_messages_stay_short(examples: dict[str, Any]) -> None:
     for c in complaints(doc):
         assert len(c.message) <= 1200
         assert not re.search("x{400}", c.message)
+
+
+# The compiled validator may only say "valid" where jsonschema says so too.
+
+BAD_VALUES: list[Any] = [
+    None, "", 12, -1.5, True, [], {}, "not a uri", "x\n", "2024-13-01T00:00:00Z",
+    "2024-01-01T00:00:00", "urn:epc:id:sgtin:4012345.011111.\u0661", "ADD\n", "OBSERVE ",
+    "https://exa mple.com", "%zz:x", ["urn:epc:id:sgtin:4012345.011111.1", None],
+]  # fmt: skip
+
+
+def _mutations(event: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The event with each key removed, and each value (at any depth) replaced by each of
+    BAD_VALUES."""
+
+    def paths(node: Any, at: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for k, v in items:
+            yield (*at, k)
+            if isinstance(v, (dict, list)):
+                yield from paths(v, (*at, k))
+
+    for path in paths(event, ()):
+        for value in [_DELETE, *BAD_VALUES]:
+            mutated = json.loads(json.dumps(event))
+            parent = mutated
+            for k in path[:-1]:
+                parent = parent[k]
+            if value is _DELETE:
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = value
+            yield mutated
+
+
+_DELETE = object()
+
+
+def test_the_fast_validator_never_accepts_what_jsonschema_refuses(
+    examples: dict[str, Any],
+) -> None:
+    assert fast_validator() is not None
+    events = list(plant_events(PlantConfig(runs=2, stages=3, seed=1)))
+    corpus: list[Any] = [*examples.values(), plant_document(events)]
+    for doc in examples.values():
+        for event in doc["epcisBody"]["eventList"][:1]:
+            corpus.extend(_mutations({"@context": doc["@context"], **event}))
+    kinds: dict[str, dict[str, Any]] = {}
+    for event in events:
+        kinds.setdefault(f"{event['type']}/{event.get('bizStep')}", event)
+    for event in kinds.values():
+        corpus.extend(_mutations(event))
+    refused = stricter = 0
+    for doc in corpus:
+        valid = not any(True for _ in validator().iter_errors(doc))
+        refused += not valid
+        if fast_accepts(doc):
+            assert valid, json.dumps(doc)[:2000]
+        else:
+            # The other way is harmless (jsonschema decides): Python's `$` accepts a final
+            # newline ("uom": "KGM\n"), the compiled ECMA-262 patterns do not.
+            stricter += valid
+    assert refused > 500
+    assert stricter < 0.05 * (len(corpus) - refused)
+    # The valid documents are accepted by the compiled validator itself: the fast path.
+    for doc in [plant_document(events), *examples.values()]:
+        if not any(True for _ in validator().iter_errors(doc)):
+            assert fast_accepts(doc)
