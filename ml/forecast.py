@@ -195,16 +195,3 @@ class DemandPredictor:
                 }
             )
         return out
-
-
-def forecast_payloads(
-    model_dir: Path,
-    histories: Mapping[str, Sequence[float] | np.ndarray],
-    *,
-    last_week: str,
-    horizon: int = 8,
-) -> list[dict[str, Any]]:
-    """`DemandPredictor.forecast` of the model in `model_dir` (loaded for this call)."""
-    return DemandPredictor.from_dir(model_dir).forecast(
-        histories, last_week=last_week, horizon=horizon
-    )

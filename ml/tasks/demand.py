@@ -324,7 +324,6 @@ def rolling_origin(
     *,
     horizon: int = 8,
     settings: TrainConfig | None = None,
-    with_baselines: bool = True,
     advance: _progress.Advance | None = None,
 ) -> list[dict[str, Any]]:
     """Score the network (each seed) and the baselines from every origin; one entry per
@@ -362,12 +361,11 @@ def rolling_origin(
             )
             if advance:
                 advance(note=f"origin {origin} seed {seed}: MASE {entry['runs'][-1]['mase_8']:.3f}")
-        if with_baselines:
-            for name, f in baselines(sales.units, origin, horizon).items():
-                entry["baselines"][name] = {
-                    **score(truth, f, scale),
-                    "mase_8_by_segment": by_segment(f),
-                }
+        for name, f in baselines(sales.units, origin, horizon).items():
+            entry["baselines"][name] = {
+                **score(truth, f, scale),
+                "mase_8_by_segment": by_segment(f),
+            }
         out.append(entry)
     return out
 
