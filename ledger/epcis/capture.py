@@ -34,6 +34,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from ledger import collector
 from ledger.epcis.errors import Complaint, SchemaViolation
 from ledger.epcis.hashid import hash_ids, is_hash_id, split_context
 from ledger.epcis.index import IndexEntry, index_entry, write_index
@@ -161,18 +162,24 @@ def capture(
         KeyNotAuthorized: `signer` is not a valid key of `participant`.
         StorageError: the database failed; nothing is stored.
     """
-    prepared, warnings = prepare(document)
-    records = [
-        Record.new(
-            KIND, p.payload, participant=participant, address=signer.address, created_at=created_at
-        )
-        for p in prepared
-    ]
-    # One signing stretch for the document: canonicalise, sign all, check all.
-    accepted = sign_and_check(records, signer, domain, keys)
-    return CaptureResult(_append(log, prepared, accepted, keys), warnings)
+    with collector.paused():
+        prepared, warnings = prepare(document)
+        records = [
+            Record.new(
+                KIND,
+                p.payload,
+                participant=participant,
+                address=signer.address,
+                created_at=created_at,
+            )
+            for p in prepared
+        ]
+        # One signing stretch for the document: canonicalise, sign all, check all.
+        accepted = sign_and_check(records, signer, domain, keys)
+        return CaptureResult(_append(log, prepared, accepted, keys), warnings)
 
 
+@collector.paused()
 def capture_signed(
     log: Log,
     submissions: Sequence[tuple[Record, bytes]],

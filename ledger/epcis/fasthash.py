@@ -9,18 +9,27 @@ does not cover.
 
 How it stays the reference's string, byte for byte:
 
-- the pre-hash itself is a line-by-line port of the package's `json_to_py._json_to_py`,
+- the pre-hash itself is a port of the package's `json_to_py._json_to_py`,
   `json_xml_model_mismatch_correction.deep_structure_correction` and
   `hash_generator.derive_prehashes_from_events` (property order `PROP_ORDER` is the package's
-  own object), with `JOIN_BY = ""` as `hashid` uses it. Its quirks are kept: the sorts, the
+  own object), with `JOIN_BY = ""` as `hashid` uses it, line by line but for two unrollings
+  (a scalar under a key converted in place, `_child_to_pre_hash_string` inlined) that give
+  the same tuples and strings. Its quirks are kept: the sorts, the
   mutation that re-emits half-consumed elements, `bizTransactionList` / `sourceList` /
   `destinationList` entries hashed in the key order given, time stamps normalised only under
   `PROP_ORDER`, `str()` of numbers and booleans, namespaces from the context's prefix maps;
 - value canonicalisation is the package's own `_canonize_value` (web vocabulary, numbers,
-  GS1 Digital Link), memoised: it is a pure function of the string. Time stamps of the strict
-  RFC 3339 form `YYYY-MM-DDThh:mm:ss[.f{1,6}](Z|+hh:mm|-hh:mm)` (years 1900-8999) are parsed
-  directly, then normalised by the package's own steps (UTC, `round(us, -3)`, millisecond
-  ISO form); any other spelling goes to the package's `_fix_time_stamp_format`;
+  GS1 Digital Link), memoised: it is a pure function of the string. Its Digital Link
+  normaliser tries ~25 patterns anchored at distinct `urn:epc:<scheme>:` prefixes or `http`;
+  values with neither prefix skip it (it returns None for them), and LGTIN class URIs take
+  the package's LGTIN branch directly (the only pattern they can match). Time stamps of the
+  strict RFC 3339 form `YYYY-MM-DDThh:mm:ss[.f{1,6}](Z|+hh:mm|-hh:mm)` (years 1900-8999) are
+  parsed directly, then normalised by the package's own steps (UTC, `round(us, -3)`,
+  millisecond ISO form; ASCII `...ss.fffZ` is already that form); any other spelling goes to
+  the package's `_fix_time_stamp_format`. tests/ledger/epcis/test_capture_speed.py checks
+  these steps against the package's functions value by value;
+- the bare-string replacement (the unique candidate ending in `-value` or `/value`) is a table
+  per candidate set: value -> replacement;
 - JSON-LD expansion is replaced by what it contributes for the covered events: the set of
   expanded strings starting with `https://ref.gs1.org/cbv` or `https://gs1.org/voc`, from
   the term tables of the shipped `epcis-context.jsonld` (read from the file, not copied), and
@@ -67,6 +76,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 from epcis_event_hash_generator import PROP_ORDER
+from epcis_event_hash_generator import dl_normaliser as _dl
 from epcis_event_hash_generator import hash_generator as _ref
 
 from ledger.epcis.validate import EVENT_TYPES, schema_text
@@ -405,17 +415,33 @@ def _prefixes(context: Any) -> dict[str, str]:
 # The package's bare-string replacement, with the candidates found above.
 
 
-@lru_cache(maxsize=1 << 16)
 def _replacement(candidates: frozenset[str], value: str) -> str:
+    """The package's rule, literally: the unique candidate ending in `-value` or `/value`."""
     dash, slash = "-" + value, "/" + value
     matches = [x for x in candidates if x.endswith(dash) or x.endswith(slash)]
     return matches[0] if len(matches) == 1 else value
 
 
+@lru_cache(maxsize=1 << 10)
+def _replacements(candidates: frozenset[str]) -> dict[str, str]:
+    """`_replacement` for a candidate set as a table: value -> its replacement, for the values
+    that have one (every other value stays as it is).
+
+    A candidate `x` ends in `-value` or `/value` exactly when `value` is what follows one of
+    the `-` or `/` in `x` (one position per value: the one before its last len(value)
+    characters). So the values with exactly one matching candidate are the suffixes after a
+    `-` or `/` that exactly one candidate has."""
+    owners: dict[str, list[str]] = {}
+    for x in candidates:
+        for suffix in {x[i + 1 :] for i, c in enumerate(x) if c == "-" or c == "/"}:
+            owners.setdefault(suffix, []).append(x)
+    return {suffix: xs[0] for suffix, xs in owners.items() if len(xs) == 1}
+
+
 def _replacer(candidates: set[str]) -> Any:
     # Memoised across events: a plant's events share a handful of candidate sets.
-    frozen = frozenset(candidates)
-    return lambda value: _replacement(frozen, value)
+    get = _replacements(frozenset(candidates)).get
+    return lambda value: get(value, value)
 
 
 # ----------------------------------------------------------------------------------------
@@ -446,30 +472,49 @@ class _Converter:
         return str(value)
 
     def convert(self, obj: Any) -> tuple[Any, str, list[Any]]:
-        """`_json_to_py` (the `@xmlns` and `#text` branches cannot occur when covered)."""
-        py: tuple[Any, str, list[Any]] = ("", "", [])
-        if type(obj) is list:
-            for child in obj:
-                py[2].append(self.convert(child))
-        elif type(obj) is dict:
+        """`_json_to_py` (the `@xmlns` and `#text` branches cannot occur when covered).
+
+        Unrolled: a scalar under a key becomes `(key, value, [])` directly, where the package
+        converts it to `("", value, [])` first and then copies the value under the key."""
+        children: list[Any] = []
+        if type(obj) is dict:
+            name: Any = ""
             if "type" in obj:
                 name = obj["type"]
-                py = (self.replace(name) if type(name) is str else name, "", [])
+                if type(name) is str:
+                    name = self.replace(name)
+            namespaces, value, convert = self.namespaces, self.value, self.convert
             for key, val in obj.items():
                 if key in _IGNORED_KEYS:
                     continue
-                child = self.convert(val)
-                key = self.key(key)
-                if type(val) is list:
-                    for element in child[2]:
-                        py[2].append((key, element[1], element[2]))
+                head, sep, tail = key.partition(":")
+                if sep and head in namespaces:
+                    key = namespaces[head] + tail
+                t = type(val)
+                if t is list:
+                    sub = [
+                        convert(e) if type(e) is dict or type(e) is list else ("", value(e), [])
+                        for e in val
+                    ]
+                    if not ("bizTransaction" in val or "source" in val or "destination" in val):
+                        sub.sort()
+                    for c in sub:
+                        children.append((key, c[1], c[2]))
+                elif t is dict:
+                    c = convert(val)
+                    children.append((key, c[1], c[2]))
                 else:
-                    py[2].append((key, child[1], child[2]))
-        else:
-            return "", self.value(obj), []
-        if not any(k in obj for k in _UNSORTED_MARKERS):
-            py[2].sort()
-        return py
+                    children.append((key, value(val), []))
+            if not ("bizTransaction" in obj or "source" in obj or "destination" in obj):
+                children.sort()
+            return name, "", children
+        if type(obj) is list:
+            for child in obj:
+                children.append(self.convert(child))
+            if not ("bizTransaction" in obj or "source" in obj or "destination" in obj):
+                children.sort()
+            return "", "", children
+        return "", self.value(obj), []
 
 
 def _mismatch(py: tuple[Any, str, list[Any]]) -> tuple[Any, str, list[Any]]:
@@ -547,38 +592,57 @@ def _fix_time_stamp_format(timestamp: str) -> str:
     if parsed is None:
         fixed: str = _ref._fix_time_stamp_format(timestamp)
         return fixed
+    if len(timestamp) == 24 and timestamp[23] == "Z" and timestamp.isascii():
+        # Already the form the steps below write (UTC, milliseconds; ASCII digits, as the
+        # pattern's \d would take others): they would give it back unchanged.
+        return timestamp
     # The package's own steps after `dateutil.parser.parse`.
     t = parsed.astimezone(datetime.UTC)
     t = t.replace(microsecond=round(t.microsecond, -3))
     return t.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
+# The GS1 Digital Link normaliser's pattern for EPC class URIs (LGTIN), as the package has it.
+_LGTIN = re.compile(
+    r"^urn:epc:class:lgtin:(([\d]{6}\.[\d]{7})|([\d]{7}\.[\d]{6})|([\d]{8}\.[\d]{5})|([\d]{9}\.[\d]{4})|([\d]{10}\.[\d]{3})|([\d]{11}\.[\d]{2})|([\d]{12}\.[\d]{1}))\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,20}$"
+)
+_percent_encode = getattr(_dl, "__web_uri_percent_encoder")
+
+
 @lru_cache(maxsize=1 << 16)
 def _canonize_value(text: str) -> str:
+    """The package's `_canonize_value`: web vocabulary, numbers, then its GS1 Digital Link
+    normaliser, which tries some 25 patterns in turn (~7 us a value). Every one of them is
+    anchored at `urn:epc:<scheme>:` (schemes all different) or at `http`, so:
+
+    - a value starting with neither gets None from it, and stays as formatted;
+    - an LGTIN class URI (`urn:epc:class:lgtin:`, most of a plant's identifiers) can only
+      match the LGTIN pattern: its branch is taken as the package writes it;
+    - anything else goes to the package's own function.
+
+    tests/ledger/epcis/test_fasthash.py checks this against the package's function."""
+    value = _ref._try_format_numeric(_ref._try_format_web_vocabulary(text))
+    if not value.startswith(("urn:epc:", "http")):
+        return value
+    if value.startswith("urn:epc:class:lgtin:") and "." in value:
+        if _LGTIN.match(value) is None:
+            return value  # no pattern matches: the normaliser gives None
+        partition = value.index(".")
+        prefix = value[20:partition]
+        itemref = value[partition + 1 : partition + 1 + (13 - len(prefix))]
+        raw_gtin = itemref[0:1] + prefix + itemref[1:]
+        return (
+            "https://id.gs1.org/01/" + raw_gtin + str(_dl.check_digit(raw_gtin)) + "/10/"
+            + _percent_encode(value[35:])
+        )  # fmt: skip
     out: str = _ref._canonize_value(text)
     return out
 
 
-def _child_to_pre_hash_string(child: Any, sub_child_order: Any) -> str:
-    text = ""
-    grand_child_text = ""
-    if sub_child_order:
-        grand_child_text = _recurse_through_children_in_order(child[2], sub_child_order)
-    if child[1]:
-        text = child[1].strip()
-        name = child[0].lower()
-        if name.find("time") >= 0 and name.find("offset") < 0:
-            text = _fix_time_stamp_format(text)
-        else:
-            text = _canonize_value(text)
-        if text:
-            text = "=" + text
-    if text or grand_child_text:
-        return str(child[0] + text + grand_child_text)
-    return ""
-
-
 def _recurse_through_children_in_order(child_list: list[Any], child_order: Any) -> str:
+    # `_child_to_pre_hash_string` inlined (a call per value was a fifth of the cost). The
+    # package joins `[pre_hash, *sorted(values)]` when `"".join(values)` is not empty, that
+    # is when some value is (empty ones are never kept): the same as appending them here.
     pre_hash = ""
     user_extensions = _gather_user_extensions(child_list)
     # Names absent add nothing: skipped. (Pair entries have tuples for names: never skipped.)
@@ -589,16 +653,28 @@ def _recurse_through_children_in_order(child_list: list[Any], child_order: Any) 
         children = [x for x in child_list if x[0] == child_name]
         list_of_values = []
         for child in children:
-            child_pre_hash = _child_to_pre_hash_string(child, sub_child_order)
-            if child_pre_hash:
-                list_of_values.append(child_pre_hash)
+            grand_child_text = (
+                _recurse_through_children_in_order(child[2], sub_child_order)
+                if sub_child_order
+                else ""
+            )
+            text = ""
+            if child[1]:
+                text = child[1].strip()
+                name = child[0].lower()
+                if name.find("time") >= 0 and name.find("offset") < 0:
+                    text = _fix_time_stamp_format(text)
+                else:
+                    text = _canonize_value(text)
+                if text:
+                    text = "=" + text
+            if text or grand_child_text:
+                list_of_values.append(str(child[0] + text + grand_child_text))
             if len(child[2]) == 0:
                 child_list.remove(child)
-        list_of_values.sort()
-        if "".join(list_of_values):
-            if pre_hash:
-                list_of_values.insert(0, pre_hash)
-            pre_hash = "".join(list_of_values)
+        if list_of_values:
+            list_of_values.sort()
+            pre_hash += "".join(list_of_values)
     if len(user_extensions) > 0:
         pre_hash = pre_hash + _generic_child_list_to_prehash_string(user_extensions)
     return pre_hash
