@@ -42,16 +42,18 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    text,
     union_all,
 )
 
+from ledger import collector
 from ledger.epcis.index import (
     EDGE_EVENT_TYPES,
     IN_ROLES,
     OUT_ROLES,
+    REF_COLUMNS,
     EventRef,
     chunks,
+    event_ref,
     event_refs,
     generic_plans,
     is_pg,
@@ -406,10 +408,6 @@ def _finished(conn: Connection, reached: Sequence[str], consumed: set[str]) -> l
     return sorted(out)
 
 
-# Hops the set-based recall follows before it hands over to the walk: far beyond any plant
-# (10 stages, then case and pallet, is 12); reaching it means a cycle in bad data, or a chain
-# longer than this, both of which the hop-by-hop walk ends exactly.
-MAX_RECALL_DEPTH = 64
 # The benchmark switches this off to time the hop-by-hop walk on the same data.
 SET_BASED_RECALL = True
 # Recalls from fewer seeds than this are walked hop by hop: from one lot the walk reads a few
@@ -418,48 +416,80 @@ SET_BASED_RECALL = True
 # seeds (a model version, non-conformant material) are where the one statement wins.
 SET_BASED_MIN_SEEDS = 16
 
+# An edge is live when neither event that makes it is declared in error (few events, read
+# through the index on `error_declared_by`); the statements leave this out when none is.
+_DECLARED = "SELECT leaf_index FROM epcis_events WHERE error_declared_by IS NOT NULL"
+_LIVE = f" AND g.leaf_index NOT IN ({_DECLARED}) AND g.other NOT IN ({_DECLARED})"
 
-def _reach_sql(pg: bool) -> str:
-    """Everything downstream of the seeds with its hops from the nearest, and whether it is a
-    finished lot: one recursive statement over `epcis_edges` (ledger.epcis.edges).
 
-    The recursion keeps (identifier, hops) pairs, so an identifier reached at several
-    distances is expanded once per distance (in the generated plant: 70k pairs for 63k
-    identifiers); `MAX_RECALL_DEPTH` bounds it where a cycle would not. Edges of events
-    declared in error are left out against the (few) declared events, read once.
+@cache
+def _reach_sql(pg: bool, declared: bool) -> str:
+    """Every live edge downstream of the seeds, with a row (seed, NULL, NULL) for a seed that
+    nothing leaves: one recursive statement over `epcis_edges` (ledger.epcis.edges).
+
+    The recursion's rows are the edges themselves, so UNION keeps each once and a cycle ends,
+    and an identifier's edges are read once per edge into it (1.1 per identifier in the
+    generated plant), with no second pass to fetch them. The hops and the finished lots come
+    from the edges in memory (`_recall`). Rows: (source, target, relation).
     """
-    bad = "SELECT leaf_index FROM epcis_events WHERE error_declared_by IS NOT NULL"
-    live = f"g.leaf_index NOT IN ({bad}) AND g.other NOT IN ({bad})"
+    live = _LIVE if declared else ""
     if pg:
-        # One array parameter; the seeds take the identifiers' collation ("C").
-        seeds = 'SELECT unnest(CAST(:seeds AS text[])) COLLATE "C" AS node'
-        # LATERAL ... OFFSET 0 keeps the join an index probe per identifier reached: left to
-        # itself, the planner misjudges the work table and hashes all of epcis_edges per hop.
+        # One array parameter; the seeds take the identifiers' collation ("C"). LATERAL ...
+        # OFFSET 0 keeps each join an index probe per identifier: left to itself, the planner
+        # misjudges the work table and hashes all of epcis_edges.
+        seeds = 'SELECT unnest(CAST(%(seeds)s AS text[])) COLLATE "C" AS node'
+        first = (
+            f"SELECT s.node, g.target, g.relation FROM ({seeds}) s LEFT JOIN LATERAL"
+            " (SELECT g.target, g.relation FROM epcis_edges g"
+            f" WHERE g.source = s.node{live} OFFSET 0) g ON true"
+        )
         step = (
-            "SELECT g.target, r.depth + 1 FROM reach r CROSS JOIN LATERAL"
-            f" (SELECT g.target FROM epcis_edges g WHERE g.source = r.node AND {live}"
-            f" OFFSET 0) g WHERE r.depth < {MAX_RECALL_DEPTH}"
+            "SELECT g.source, g.target, g.relation FROM e CROSS JOIN LATERAL"
+            " (SELECT g.source, g.target, g.relation FROM epcis_edges g"
+            f" WHERE g.source = e.target{live} OFFSET 0) g"
         )
     else:
-        seeds = "SELECT CAST(value AS TEXT) AS node FROM json_each(:seeds)"
+        seeds = "SELECT CAST(value AS TEXT) AS node FROM json_each(?)"
+        first = (
+            f"SELECT s.node, g.target, g.relation FROM ({seeds}) s"
+            f" LEFT JOIN epcis_edges g ON g.source = s.node{live}"
+        )
         step = (
-            "SELECT g.target, r.depth + 1 FROM reach r JOIN epcis_edges g ON g.source = r.node"
-            f" WHERE r.depth < {MAX_RECALL_DEPTH} AND {live}"
+            "SELECT g.source, g.target, g.relation FROM e"
+            f" JOIN epcis_edges g ON g.source = e.target{live}"
         )
     return (
-        "WITH RECURSIVE reach(node, depth) AS ("
-        f"SELECT s.node, 0 FROM ({seeds}) s UNION {step}"
-        "), hops AS (SELECT node, MIN(depth) AS depth FROM reach GROUP BY node)"
-        " SELECT h.node, h.depth,"
-        # finished: no live transformation consumed it, and one made it
-        " NOT EXISTS (SELECT 1 FROM epcis_edges g WHERE g.source = h.node"
-        f" AND g.relation = 'transformation' AND {live})"
-        " AND EXISTS (SELECT 1 FROM epcis_links l JOIN epcis_events e"
-        " ON e.leaf_index = l.leaf_index WHERE l.epc = h.node"
-        " AND l.role IN ('output', 'output_class') AND e.event_type = 'TransformationEvent'"
-        " AND e.error_declared_by IS NULL) AS finished"
-        " FROM hops h"
+        f"WITH RECURSIVE e(source, target, relation) AS ({first} UNION {step})"
+        " SELECT source, target, relation FROM e"
     )
+
+
+def _reach(conn: Connection, seeds: list[str]) -> list[tuple[str, str | None, str | None]]:
+    """`_reach_sql`'s rows, on the bare DBAPI cursor: at ~100k rows SQLAlchemy's result layer
+    costs as much as the database."""
+    pg = is_pg(conn)
+    declared = (
+        conn.execute(
+            select(EpcisEventRow.leaf_index)
+            .where(EpcisEventRow.error_declared_by.is_not(None))
+            .limit(1)
+        ).first()
+        is not None
+    )
+    if pg:
+        # Once per recall: JIT compiling costs more than it saves (~0.5 s), and the work
+        # table's ~100k identifiers should stay in memory.
+        conn.exec_driver_sql("SET LOCAL jit = off")
+        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if pg:
+            cursor.execute(_reach_sql(True, declared), {"seeds": seeds})
+        else:
+            cursor.execute(_reach_sql(False, declared), (json.dumps(seeds),))
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def _truncates(hops: dict[str, int], max_nodes: int) -> bool:
@@ -483,31 +513,50 @@ def _recall(
     seed_events: list[EventRef],
     max_nodes: int,
 ) -> Recall:
-    """Set-based: one statement (`_reach_sql`) for what the seeds reach and which of it is
-    finished. The hop-by-hop walk answers instead for few seeds (`SET_BASED_MIN_SEEDS`), when a
-    limit cuts the recall short (its `max_nodes` semantics, exactly) or the recursion met
-    `MAX_RECALL_DEPTH`."""
-    if SET_BASED_RECALL and len(seeds) >= SET_BASED_MIN_SEEDS:
-        pg = is_pg(conn)
-        if pg:
-            # The statement runs once per recall: JIT compiling it costs more than it saves
-            # (~0.5 s), and the grouping of ~100k rows should stay in memory.
-            conn.exec_driver_sql("SET LOCAL jit = off")
-            conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
-        rows = conn.execute(
-            text(_reach_sql(pg)), {"seeds": seeds if pg else json.dumps(seeds)}
-        ).all()
-        hops = {node: depth for node, depth, _ in sorted(rows, key=lambda r: (r[1], r[0]))}
-        deepest = max(hops.values(), default=0)
-        if deepest < MAX_RECALL_DEPTH and not _truncates(hops, max_nodes):
-            return Recall(
-                criterion=criterion,
-                seeds=seeds,
-                seed_events=seed_events,
-                reached=hops,
-                finished=sorted(node for node, _, finished in rows if finished),
-            )
-    return _recall_by_hops(conn, criterion, seeds, seed_events, max_nodes)
+    """Set-based: one statement (`_reach_sql`) for the edges downstream of the seeds; hops by
+    breadth-first search over them in memory. Finished: not the source of a
+    live transformation edge, and the target of one (an output of a live transformation) or,
+    for the few left (cases, pallets, seeds), an output by the links (`_finished`). The
+    hop-by-hop walk answers instead for few seeds (`SET_BASED_MIN_SEEDS`) and when a limit
+    cuts the recall short (its `max_nodes` semantics, exactly)."""
+    if not (SET_BASED_RECALL and len(seeds) >= SET_BASED_MIN_SEEDS):
+        return _recall_by_hops(conn, criterion, seeds, seed_events, max_nodes)
+    edges = _reach(conn, seeds)
+    after: dict[str, list[str]] = {}
+    for source, target, _ in edges:
+        if target is not None:
+            after.setdefault(source, []).append(target)
+    made_by: list[tuple[str, str]] = [
+        (source, target)  # type: ignore[misc]  # a transformation edge has a target
+        for source, target, relation in edges
+        if relation == "transformation"
+    ]
+    consumed = {source for source, _ in made_by}
+    made = {target for _, target in made_by}
+    hops = dict.fromkeys(seeds, 0)
+    frontier = list(hops)
+    depth = 0
+    while frontier:
+        depth += 1
+        found = []
+        for node in frontier:
+            for target in after.get(node, ()):
+                if target not in hops:
+                    hops[target] = depth
+                    found.append(target)
+        frontier = found
+    if _truncates(hops, max_nodes):
+        return _recall_by_hops(conn, criterion, seeds, seed_events, max_nodes)
+    unsure = [node for node in hops if node not in made and node not in consumed]
+    generic_plans(conn)  # the index probe per identifier, not a plan for the array's values
+    finished = (made - consumed).union(_finished(conn, unsure, set()))
+    return Recall(
+        criterion=criterion,
+        seeds=seeds,
+        seed_events=seed_events,
+        reached=hops,
+        finished=sorted(finished),
+    )
 
 
 def _recall_by_hops(
@@ -519,6 +568,7 @@ def _recall_by_hops(
 ) -> Recall:
     """Breadth-first, one statement per hop over the links (`_walk`), then the finished lots
     among what it reached: the reference for `_recall`, and its answer past the limits."""
+    generic_plans(conn)  # after the seeds: their one statement wants a custom plan
     hops, edges, cut = _walk(conn, seeds, downstream=True, max_depth=None, max_nodes=max_nodes)
     consumed = {s for (s, _, r) in edges if r == "transformation"}
     return Recall(
@@ -534,19 +584,23 @@ def _recall_by_hops(
 def _seeds_of(
     conn: Connection, where: Any, asserted_by: Collection[str] | None = None
 ) -> tuple[list[str], list[EventRef]]:
+    """The identifiers the selected events observe, and the events: one statement."""
     link, ev = EpcisLinkRow, EpcisEventRow
     q = (
-        select(link.epc, link.leaf_index)
+        select(link.epc, *REF_COLUMNS)
         .join(ev, ev.leaf_index == link.leaf_index)
+        .join(RecordRow, RecordRow.leaf_index == ev.leaf_index)
         .where(where, ev.error_declared_by.is_(None), link.role.in_(OBSERVED_ROLES))
     )
     if asserted_by is not None:
-        q = q.join(RecordRow, RecordRow.leaf_index == ev.leaf_index).where(
-            RecordRow.participant.in_(sorted(asserted_by))
-        )
-    rows = conn.execute(q).all()
-    refs = event_refs(conn, {leaf for _, leaf in rows})
-    return sorted({epc for epc, _ in rows}), [refs[i] for i in sorted(refs)]
+        q = q.where(RecordRow.participant.in_(sorted(asserted_by)))
+    seeds: set[str] = set()
+    refs: dict[int, EventRef] = {}
+    for row in conn.execute(q):
+        seeds.add(row.epc)
+        if row.leaf_index not in refs:
+            refs[row.leaf_index] = event_ref(row)
+    return sorted(seeds), [refs[i] for i in sorted(refs)]
 
 
 def recall_from_lot(store: Store, lot: str, *, max_nodes: int = MAX_NODES) -> Recall:
@@ -574,8 +628,7 @@ def recall_by_model(
     """Finished lots judged, themselves or upstream, by events citing this model manifest
     (`fp:modelManifestDigest`, see `ledger.epcis.export`), asserted by one of `asserted_by`
     (default: by anyone)."""
-    with store.reading() as conn:
-        generic_plans(conn)
+    with store.reading() as conn, collector.paused():
         seeds, events = _seeds_of(
             conn, EpcisEventRow.model_digest == model_manifest_digest, asserted_by
         )
@@ -606,8 +659,7 @@ def recall_nonconformant(
         where = and_(where, ev.event_time_us >= since_us)
     if until_us is not None:
         where = and_(where, ev.event_time_us < until_us)
-    with store.reading() as conn:
-        generic_plans(conn)
+    with store.reading() as conn, collector.paused():
         seeds, events = _seeds_of(conn, where, asserted_by)
         label = f"{biz_step} with disposition {' or '.join(names)} upstream"
         return _recall(conn, label, seeds, events, max_nodes)
