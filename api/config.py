@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = 4 * 1024 * 1024
     page_limit: int = 500
     receipt_cache_entries: int = 4096  # encoded receipts kept in memory, ~2 KB each
+    # POST /v1/records and /v1/verify answered before routing when they can be (api/fastpost.py);
+    # off (FORGEPROOF_FAST_POST=0) every request takes the routes: the bench's baseline.
+    fast_post: bool = True
     checkpoint_every: int = 256  # records
     checkpoint_interval_s: float = 5.0
     webhook_timeout_s: float = 5.0

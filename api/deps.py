@@ -60,7 +60,8 @@ def require(*roles: str) -> Callable[[Caller], Awaitable[Caller]]:
 
 
 Operator = Annotated[Caller, Depends(require("operator"))]
-Writer = Annotated[Caller, Depends(require("supplier", "manufacturer", "operator"))]
+WRITER_ROLES = ("supplier", "manufacturer", "operator")  # who may submit records
+Writer = Annotated[Caller, Depends(require(*WRITER_ROLES))]
 RunsModels = Annotated[Caller, Depends(require("manufacturer", "operator"))]
 Publisher = Annotated[Caller, Depends(require("model_publisher", "operator"))]
 # Scorecards: who audits models (auditors, the operator) and who answers for them (publishers).

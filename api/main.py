@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import errors, portal
+from api.fastpost import RECORDS, VERIFY, PostFastPath
 from api.metrics import LATENCY, REQUESTS
 from api.receipts import ReceiptFastPath
 from api.routes import (
@@ -37,7 +38,10 @@ key>`; every error is RFC 9457 problem+json with a stable `code`.
 """
 
 
-def create_app(service: Service) -> FastAPI:
+def create_app(service: Service, *, fast_post: bool | None = None) -> FastAPI:
+    """The application over `service`; `fast_post` (default: the setting) answers plain
+    submissions and verifications before routing (api/fastpost.py)."""
+    fast_post = service.settings.fast_post if fast_post is None else fast_post
     # /docs and /redoc are the portal's, from vendored bundles: FastAPI's load from a CDN.
     app = FastAPI(
         title="forgeproof", version="1", description=DESCRIPTION, docs_url=None, redoc_url=None
@@ -52,7 +56,22 @@ def create_app(service: Service) -> FastAPI:
     portal.install(app)
 
     _document_problems(app)
-    # Added first, so it sits inside Guard: its answers are size-checked and counted too.
+    # Both fast paths sit inside Guard (added last, outermost): their answers are
+    # size-checked, secured and counted too. The last added runs first: receipts, the
+    # busiest, see requests before the POST fast path does.
+    if fast_post:
+        app.add_middleware(
+            PostFastPath,
+            service=service,
+            routes={
+                path: next(r for r in module.router.routes if getattr(r, "path", "") == path
+                           and "POST" in getattr(r, "methods", ()))
+                for path, module in ((RECORDS, records), (VERIFY, verify))
+            },
+            handlers=app.exception_handlers,
+            routed_kinds=records.ROUTED_KINDS,
+            verdict=verify.verdict_of,
+        )  # fmt: skip
     app.add_middleware(
         ReceiptFastPath,
         cache=service.receipts,

@@ -33,6 +33,12 @@ RECEIPTS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+FAST_POST = Counter(
+    "forgeproof_fast_post_total",
+    "POST /v1/records and /v1/verify by who answered: served (before routing), passed (the route)",
+    ["route", "outcome"],
+    registry=REGISTRY,
+)
 ANCHORED_SIZE = Gauge(
     "forgeproof_anchored_size", "records covered by an anchored checkpoint", registry=REGISTRY
 )

@@ -368,6 +368,10 @@ class CachedAnchors:
             return True  # verification stops at the format check
         return self._remembered(self._key(r)) is not None
 
+    def knows_parsed(self, r: ParsedReceipt) -> bool:
+        """`knows` for a receipt already parsed."""
+        return self._remembered(self._key(r)) is not None
+
     def forget(self) -> None:
         """Drop what was confirmed (this process's sequencer found anchors gone)."""
         self._confirmed.clear()
@@ -390,13 +394,58 @@ class CachedAnchors:
         return detail
 
 
+def chain_known(sources: Sequence[AnchorSource | None], data: Any) -> bool:
+    """True when verifying receipt `data` asks nothing of the chain: every source is absent or
+    a `CachedAnchors` that remembers the answer (a malformed receipt: verification stops at
+    the format check). The receipt is parsed once for all sources."""
+    live = [s for s in sources if s is not None]
+    cached = [s for s in live if isinstance(s, CachedAnchors)]
+    if len(cached) != len(live):
+        return False
+    if not cached:
+        return True
+    try:
+        r = parse_receipt(data)
+    except LedgerError:
+        return True
+    return all(s.knows_parsed(r) for s in cached)
+
+
+class CachedRoots:
+    """The local log's checkpoint check (`log_checkpoint_source`), remembering for `ttl_s` the
+    (size, root) pairs it confirmed.
+
+    The log only grows and its leaves never change (erasure keeps the leaf hash), so the root
+    at a size, once confirmed, stays that root; the time limit only bounds what a database
+    restored to an older state could hide, as `CachedAnchors` does for the chain. Reading the
+    root is O(log n) node reads, a third of a verify request's work. Failures are never
+    remembered.
+    """
+
+    def __init__(self, source: Callable[[int, bytes], str], *, ttl_s: float = 60.0,
+                 max_entries: int = 1024) -> None:  # fmt: skip
+        self.source = source
+        self._confirmed: Cache[tuple[int, bytes], str] = Cache(max_entries, ttl_s)
+
+    def __call__(self, size: int, root: bytes) -> str:
+        detail = self._confirmed.get((size, root))
+        if detail is None:
+            detail = self._confirmed.put((size, root), self.source(size, root))
+        return detail
+
+    def forget(self) -> None:
+        self._confirmed.clear()
+
+
 __all__ = [
     "CachedAnchors",
+    "CachedRoots",
     "Encoded",
     "ReceiptCache",
     "ReceiptFacts",
     "ReceiptFastPath",
     "anchor_facts",
+    "chain_known",
     "encode",
     "key_facts",
 ]

@@ -17,7 +17,7 @@ from api.config import Settings
 from api.forecasts import DEMAND_TASK, FORECAST_KIND, check_forecast, record_product
 from api.monitor import Monitor
 from api.outcomes import OUTCOME_KIND, check_outcome
-from api.receipts import CachedAnchors, ReceiptCache, key_facts
+from api.receipts import CachedAnchors, CachedRoots, ReceiptCache, key_facts
 from api.tables import (
     AlarmRow,
     AssetAssignment,
@@ -34,7 +34,7 @@ from ledger.deployment import Deployment
 from ledger.errors import ChainUnavailable, InputError, RegistryMismatch
 from ledger.ingest import Accepted, check_record
 from ledger.log import Appended
-from ledger.receipts import chain_anchor_source, chain_key_source
+from ledger.receipts import chain_anchor_source, chain_key_source, log_checkpoint_source
 from ledger.records import Record
 from ledger.registry import KeySnapshot, RegistryWriter, now_us
 
@@ -100,6 +100,8 @@ class Service:
         # What /v1/verify asks the chain: anchors, and the signer's key when first anchored.
         self.anchor_source: CachedAnchors | None = None
         self.key_source: CachedAnchors | None = None
+        # ... and the local log: a root at a size never changes (the log only grows).
+        self.checkpoint_source = CachedRoots(log_checkpoint_source(deployment.log))
         if chain is not None:
             self.anchor_source = CachedAnchors(chain_anchor_source(chain))
             self.key_source = CachedAnchors(chain_key_source(chain), facts=key_facts)
@@ -175,10 +177,7 @@ class Service:
             SignatureError, KeyNotAuthorized, NotPermitted, InputError: the record is refused.
             RegistryMismatch: appends are stopped.
         """
-        accepted = check_record(record, signature, self.dep.domain, self.key_snapshot())
-        if record.kind == FORECAST_KIND:
-            check_forecast(record.payload)  # before appending: a refusal changes nothing
-        self.check_citation(record.kind, record.payload)
+        accepted = self.check_submission(record, signature)
         settled = None
         if record.kind == OUTCOME_KIND:
             settled = check_outcome(self, record)  # before appending: a refusal changes nothing
@@ -188,6 +187,21 @@ class Service:
 
             evaluate(self, settled.models)
         return appended
+
+    def check_submission(self, record: Record, signature: bytes) -> Accepted:
+        """Every check `submit` makes before appending, but an outcome's settlement: the
+        signature, the key and its role at the record's time, a forecast's payload, a cited
+        model. Changes nothing.
+
+        Raises:
+            SignatureError, KeyNotAuthorized, NotPermitted, InputError: the record is refused.
+            RegistryMismatch: appends are stopped.
+        """
+        accepted = check_record(record, signature, self.dep.domain, self.key_snapshot())
+        if record.kind == FORECAST_KIND:
+            check_forecast(record.payload)  # before appending: a refusal changes nothing
+        self.check_citation(record.kind, record.payload)
+        return accepted
 
     def check_citation(self, kind: str, payload: dict[str, Any]) -> None:
         """A prediction, inspection or forecast must cite a registered model manifest; a

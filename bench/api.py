@@ -10,7 +10,8 @@ that needs a fraction of a core. Otherwise an asyncio httpx client in this proce
 needs most of a core for itself and so measures the client as much as the server; the table
 says which one ran. The baseline is GET /healthz, the cheapest route, measured the same way
 in the same run; a second baseline restarts the server with its receipt cache off (one entry),
-so every get-receipt takes the route's full path.
+so every get-receipt takes the route's full path, and the POST fast path off
+(`FORGEPROOF_FAST_POST=0`), so every verify and submit-record does too.
 """
 
 from __future__ import annotations
@@ -277,14 +278,20 @@ def main() -> None:
         api_key = setup["key"]
         signer = Signer(bytes.fromhex(setup["secret"]))
         domain = Domain.from_json(setup["domain"])
-        # Enough fresh records that no submission repeats: the fastest phase times 2.
-        fresh = []
-        for i in range(int(seconds * 2_000)):
-            r = Record.new(
-                "supplier_record", {"lot": f"N{i}"}, participant="acme", address=signer.address
-            )
-            body = {"record": r.to_json(), "signature": "0x" + signer.sign(domain, r).hex()}
-            fresh.append(json.dumps(body, separators=(",", ":")))
+
+        # Enough fresh records that no submission repeats (6,000/s), one set per server.
+        def signed(prefix: str) -> list[str]:
+            out = []
+            for i in range(int(seconds * 6_000)):
+                r = Record.new(
+                    "supplier_record", {"lot": f"{prefix}{i}"}, participant="acme",
+                    address=signer.address,
+                )  # fmt: skip
+                body = {"record": r.to_json(), "signature": "0x" + signer.sign(domain, r).hex()}
+                out.append(json.dumps(body, separators=(",", ":")))
+            return out
+
+        fresh, fresh_off = signed("N"), signed("B")
 
         def measure(base: str, phases: dict[str, Phase]) -> dict[str, dict[str, float]]:
             if wrk:
@@ -317,11 +324,21 @@ def main() -> None:
                     "submit-record": Phase("POST", fresh, 201, "/v1/records"),
                 },
             )
-        # The same reads with the receipt cache off: every request takes the route's full path.
-        off = {**env, "FORGEPROOF_RECEIPT_CACHE_ENTRIES": "1"}
+        # The baselines: the same requests with the receipt cache and the POST fast path off,
+        # so that every request takes the route's full path.
+        off = {**env, "FORGEPROOF_RECEIPT_CACHE_ENTRIES": "1", "FORGEPROOF_FAST_POST": "0"}
         with server(home, off) as (base, _):
             results |= measure(
-                base, {"get-receipt, cache off (baseline)": Phase("GET", receipts(ids), 200)}
+                base,
+                {
+                    "get-receipt, cache off (baseline)": Phase("GET", receipts(ids), 200),
+                    "verify, fast path off (baseline)": Phase(
+                        "POST", [verify_body], 200, "/v1/verify"
+                    ),
+                    "submit-record, fast path off (baseline)": Phase(
+                        "POST", fresh_off, 201, "/v1/records"
+                    ),
+                },
             )
 
     base_rps = results["healthz (baseline)"]["rps"]

@@ -102,16 +102,7 @@ class Domain:
     separator: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        contract = bytes.fromhex(self.verifying_contract.removeprefix("0x"))
-        if len(contract) != 20:
-            raise ValueError(f"verifying contract is {len(contract)} bytes, expected 20")
-        sep = keccak256(
-            DOMAIN_TYPEHASH
-            + keccak256(self.name.encode())
-            + keccak256(self.version.encode())
-            + self.chain_id.to_bytes(32, "big")
-            + contract.rjust(32, b"\0")
-        )
+        sep = _separator(self.name, self.version, self.chain_id, self.verifying_contract)
         object.__setattr__(self, "separator", sep)
 
     def to_json(self) -> dict[str, Any]:
@@ -143,6 +134,28 @@ class Domain:
         return cls(
             chain_id=chain_id, verifying_contract=contract, name=d["name"], version=d["version"]
         )
+
+
+@lru_cache(maxsize=256, typed=True)
+def _separator(name: str, version: str, chain_id: int, verifying_contract: str) -> bytes:
+    """A domain's EIP-712 separator: four Keccak hashes, remembered (every receipt a verifier
+    reads names its domain, nearly always the same one). Failures are not remembered, and
+    arguments of other types (1.0 for 1) are never confused (`typed`).
+
+    Raises:
+        ValueError: the contract is not 20 bytes of hex.
+        OverflowError: the chain id does not fit 32 bytes.
+    """
+    contract = bytes.fromhex(verifying_contract.removeprefix("0x"))
+    if len(contract) != 20:
+        raise ValueError(f"verifying contract is {len(contract)} bytes, expected 20")
+    return keccak256(
+        DOMAIN_TYPEHASH
+        + keccak256(name.encode())
+        + keccak256(version.encode())
+        + chain_id.to_bytes(32, "big")
+        + contract.rjust(32, b"\0")
+    )
 
 
 def record_digest(
