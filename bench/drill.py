@@ -23,7 +23,8 @@ sequencers publishing under one lease term.
 Before the drill, two fault-free phases put the same load on one deployment each: one
 sequencer (two `up --no-sequencer` and one `forgeproof sequencer`), then three candidates
 (two `up` with their sequencer and one `forgeproof sequencer`). Their publishes must agree
-within one checkpoint, and their gas within one checkpoint's plus 10 %. `--quick` shortens every outage and the load, not the faults.
+within one checkpoint, and their gas within one checkpoint's plus 10 %. `--quick` shortens
+every outage and the load, not the faults.
 """
 
 from __future__ import annotations
