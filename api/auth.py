@@ -228,6 +228,16 @@ class KeyCache:
     def lookup(self, token: str) -> Caller | None:
         return self.lookup_hash(hash_key(token))
 
+    def lookup_bearer(self, authorization: str) -> Caller | None:
+        """The caller of an `Authorization` header's bearer token, parsed as FastAPI's
+        `HTTPBearer` parses it (the fast paths answer only where the route would let the
+        caller in); None for another scheme, no token or a key that is not live."""
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return None
+        return self.lookup(token)
+
     def lookup_hash(self, h: bytes) -> Caller | None:
         """The caller of the key whose SHA-256 is `h` (a portal session keeps only that)."""
         hit = self._cache.get(h)

@@ -185,13 +185,8 @@ class PostFastPath:
             return None
         if path == RECORDS and content_type != _JSON:
             return None  # FastAPI decides what other media types mean
-        # Parsed as FastAPI's HTTPBearer does (and as ReceiptFastPath does).
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return None
         try:
-            caller = self.keys.lookup(token)
+            caller = self.keys.lookup_bearer(authorization)
         except Exception:
             return None  # the route meets the same failure and answers it
         if caller is None or (path == RECORDS and caller.role not in WRITER_ROLES):
