@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 import pytest
@@ -52,12 +53,40 @@ def check(event: dict[str, Any], context: Any) -> bool:
         if fast is not None:
             answered = True
             assert covered(body, ctx)
-            assert fast == reference(e, context), json.dumps(e)
+            expected = reference(e, context)
+            if expected is None and _carries(e):
+                continue  # the package drops such events; the port carries (see below)
+            assert fast == expected, json.dumps(e)
         elif covered(body, ctx):
-            # Covered, but the port failed where the package fails too (a time stamp that
-            # rounds to the next second, "inf"...): the reference refuses it.
+            # Covered, but the port failed where the package fails too ("inf", ...): the
+            # reference refuses it.
             assert reference(e, context) is None, json.dumps(e)
     return answered
+
+
+_FRACTION = re.compile(r"T\d\d:\d\d:\d\d\.(\d+)")
+
+
+def _carries(event: dict[str, Any]) -> bool:
+    """Whether a time stamp in the event rounds up to the next second at milliseconds."""
+    return any(int(f[:6].ljust(6, "0")) >= 999_500 for f in _FRACTION.findall(json.dumps(event)))
+
+
+def test_a_time_stamp_that_rounds_to_the_next_second() -> None:
+    """GS1's package cannot round .9995 s and up to milliseconds (datetime.replace with a
+    million microseconds raises) and drops the event; the fast path carries into the next
+    second, so such an event gets an ID instead of being refused (it once failed the demo:
+    inspections are stamped with the record's microseconds)."""
+    event = {"@context": CONTEXT, **BASE, "eventTime": "2026-12-06T15:47:12.999732Z"}
+    body, ctx = split_context(event, None)
+    assert reference(event, None) is None
+    fast = fast_prehash(body, ctx)
+    assert fast is not None and "eventTime=2026-12-06T15:47:13.000Z" in fast
+    assert event_hash_id(event).startswith("ni:///sha-256;")
+    # Just below the carry, both agree (milliseconds round half to even, as the package does).
+    below = {**event, "eventTime": "2026-12-06T15:47:12.999499Z"}
+    assert "eventTime=2026-12-06T15:47:12.999Z" in fast_prehash(*split_context(below, None))
+    assert check(below, None)
 
 
 def full(doc: dict[str, Any], url: str = DEFAULT_CONTEXT) -> list[Any]:
