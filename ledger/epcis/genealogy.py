@@ -52,9 +52,7 @@ from ledger.epcis.index import (
     OUT_ROLES,
     REF_COLUMNS,
     EventRef,
-    RefRow,
     chunks,
-    event_ref,
     event_refs,
     generic_plans,
     is_pg,
@@ -615,7 +613,7 @@ def _seeds_of(
     for epc, *ref in _bare_rows(conn, q):  # ~8,000 rows for a plant's recall
         seeds.add(epc)
         if ref[1] not in refs:  # the leaf index
-            refs[ref[1]] = event_ref(RefRow(*ref))
+            refs[ref[1]] = EventRef(*ref)  # REF_COLUMNS is in its fields' order
     return sorted(seeds), [refs[i] for i in sorted(refs)]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import ARRAY, BigInteger, ColumnElement, Connection, String, any_, bindparam, select
 
@@ -252,7 +252,7 @@ CHUNK = 500
 PG_CHUNK = 50_000
 
 
-# What an `EventRef` is read from (events joined with their records).
+# What an `EventRef` is read from (events joined with their records), in its fields' order.
 REF_COLUMNS = (
     EpcisEventRow.event_id,
     EpcisEventRow.leaf_index,
@@ -276,23 +276,6 @@ def _refs(pg: bool) -> Any:
         .join(RecordRow, RecordRow.leaf_index == EpcisEventRow.leaf_index)
         .where(one_of(EpcisEventRow.leaf_index, "leaves", pg))
     )
-
-
-class RefRow(NamedTuple):
-    """A row of `REF_COLUMNS`, by name (from a bare cursor)."""
-
-    event_id: str
-    leaf_index: int
-    leaf_hash: bytes
-    event_type: str
-    event_time_us: int
-    action: str | None
-    biz_step: str | None
-    disposition: str | None
-    model_digest: str | None
-    error_declared_by: int | None
-    participant: str
-    stored_event_id: str
 
 
 def event_ref(row: Any) -> EventRef:
