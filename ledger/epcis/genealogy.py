@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
@@ -397,7 +397,7 @@ def _outputs_statement(pg: bool) -> Any:
     )
 
 
-def _finished(conn: Connection, reached: Sequence[str], consumed: set[str]) -> list[str]:
+def _finished(conn: Connection, reached: Collection[str], consumed: set[str]) -> list[str]:
     """Identifiers some live TransformationEvent output and none consumed."""
     pg = is_pg(conn)
     candidates = sorted(set(reached) - consumed)
@@ -478,9 +478,15 @@ def _bare_rows(conn: Connection, statement: Any) -> list[tuple[Any, ...]]:
         cursor.close()
 
 
-def _reach(conn: Connection, seeds: list[str]) -> list[tuple[str, str | None, str | None]]:
-    """`_reach_sql`'s rows, on the bare DBAPI cursor: at ~100k rows SQLAlchemy's result layer
-    costs as much as the database."""
+# Rows of the reach statement per round trip on PostgreSQL (libpq 17 and later; before: all).
+STREAM_ROWS = 2_000
+
+
+def _reach(conn: Connection, seeds: list[str]) -> Iterator[tuple[str, str | None, str | None]]:
+    """`_reach_sql`'s rows as the database makes them, on the bare DBAPI cursor (at ~100k rows
+    SQLAlchemy's result layer costs as much as the database). On PostgreSQL they come in
+    chunks while the recursion still runs, so the server's core computes edges while this one
+    reads them; the caller must read them all (the connection is busy until then)."""
     pg = is_pg(conn)
     declared = (
         conn.execute(
@@ -498,10 +504,16 @@ def _reach(conn: Connection, seeds: list[str]) -> list[tuple[str, str | None, st
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         if pg:
-            cursor.execute(_reach_sql(True, declared), {"seeds": seeds})
+            from psycopg import pq
+
+            params: Any = {"seeds": seeds}
+            if pq.version() >= 170000:
+                yield from cursor.stream(_reach_sql(True, declared), params, size=STREAM_ROWS)
+                return
         else:
-            cursor.execute(_reach_sql(False, declared), (json.dumps(seeds),))
-        return list(cursor.fetchall())
+            params = (json.dumps(seeds),)
+        cursor.execute(_reach_sql(pg, declared), params)
+        yield from cursor.fetchall()
     finally:
         cursor.close()
 
@@ -520,33 +532,14 @@ def _truncates(hops: dict[str, int], max_nodes: int) -> bool:
     return False
 
 
-def _recall(
-    conn: Connection,
-    criterion: str,
-    seeds: list[str],
-    seed_events: list[EventRef],
-    max_nodes: int,
-) -> Recall:
-    """Set-based: one statement (`_reach_sql`) for the edges downstream of the seeds; hops by
-    breadth-first search over them in memory. Finished: not the source of a
-    live transformation edge, and the target of one (an output of a live transformation) or,
-    for the few left (cases, pallets, seeds), an output by the links (`_finished`). The
-    hop-by-hop walk answers instead for few seeds (`SET_BASED_MIN_SEEDS`) and when a limit
-    cuts the recall short (its `max_nodes` semantics, exactly)."""
-    if not (SET_BASED_RECALL and len(seeds) >= SET_BASED_MIN_SEEDS):
-        return _recall_by_hops(conn, criterion, seeds, seed_events, max_nodes)
-    edges = _reach(conn, seeds)
+def _breadth_first(
+    seeds: list[str], edges: Iterable[tuple[str, str | None, Any]]
+) -> dict[str, int]:
+    """Hops from the nearest seed to every identifier the edges reach from the seeds."""
     after: dict[str, list[str]] = {}
     for source, target, _ in edges:
         if target is not None:
             after.setdefault(source, []).append(target)
-    made_by: list[tuple[str, str]] = [
-        (source, target)  # type: ignore[misc]  # a transformation edge has a target
-        for source, target, relation in edges
-        if relation == "transformation"
-    ]
-    consumed = {source for source, _ in made_by}
-    made = {target for _, target in made_by}
     hops = dict.fromkeys(seeds, 0)
     frontier = list(hops)
     depth = 0
@@ -559,9 +552,68 @@ def _recall(
                     hops[target] = depth
                     found.append(target)
         frontier = found
+    return hops
+
+
+def _downstream(
+    seeds: list[str], rows: Iterable[tuple[str, str | None, str | None]]
+) -> tuple[dict[str, int], set[str], set[str]]:
+    """Hops from the nearest seed, and the identifiers that live transformations made and
+    consumed, from the reach statement's rows in one pass.
+
+    Both databases evaluate the recursion a round at a time (PostgreSQL in rounds, SQLite
+    from a first-in-first-out queue), so the edges arrive breadth first and the first edge
+    into an identifier comes from a nearest one: its hops are that edge's source's plus one.
+    The pass checks this of every edge rather than trusting it (the source already has hops,
+    and the edge offers no shorter way to the target than it was given); together with every
+    distance being a path's length, that makes the distances exact. Rows in any other order
+    are answered by a breadth-first search over all of them (`_breadth_first`).
+    """
+    hops = dict.fromkeys(seeds, 0)
+    made: set[str] = set()
+    consumed: set[str] = set()
+    edges = []
+    in_order = True
+    for edge in rows:
+        edges.append(edge)
+        source, target, relation = edge
+        if target is None:
+            continue  # a seed that nothing leaves
+        if relation == "transformation":
+            consumed.add(source)
+            made.add(target)
+        if in_order:
+            near = hops.get(source)
+            far = hops.get(target)
+            if near is None or (far is not None and far > near + 1):
+                in_order = False
+            elif far is None:
+                hops[target] = near + 1
+    if not in_order:
+        hops = _breadth_first(seeds, edges)
+    return hops, made, consumed
+
+
+def _recall(
+    conn: Connection,
+    criterion: str,
+    seeds: list[str],
+    seed_events: list[EventRef],
+    max_nodes: int,
+) -> Recall:
+    """Set-based: one statement (`_reach_sql`) for the edges downstream of the seeds, read as
+    it runs; hops from their order (`_downstream`). Finished: not the source of a live
+    transformation edge, and the target of one (an output of a live transformation) or, for
+    the few left (cases, pallets, seeds), an output by the links (`_finished`). The
+    hop-by-hop walk answers instead for few seeds (`SET_BASED_MIN_SEEDS`) and when a limit
+    cuts the recall short (its `max_nodes` semantics, exactly)."""
+    if not (SET_BASED_RECALL and len(seeds) >= SET_BASED_MIN_SEEDS):
+        return _recall_by_hops(conn, criterion, seeds, seed_events, max_nodes)
+    hops, made, consumed = _downstream(seeds, _reach(conn, seeds))
     if _truncates(hops, max_nodes):
         return _recall_by_hops(conn, criterion, seeds, seed_events, max_nodes)
-    unsure = [node for node in hops if node not in made and node not in consumed]
+    unsure = hops.keys() - made
+    unsure -= consumed
     generic_plans(conn)  # the index probe per identifier, not a plan for the array's values
     finished = (made - consumed).union(_finished(conn, unsure, set()))
     return Recall(

@@ -155,6 +155,22 @@ def test_recalls_agree_with_the_generators_facts(plant: CapturedPlant) -> None:
     assert recall_by_model(store, "0x" + "00" * 32).finished == []
 
 
+def test_recall_reads_rows_in_chunks_or_at_once(
+    plant: CapturedPlant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the reach statement's rows stream in chunks (libpq 17 and later) or come
+    all at once (earlier): the same recall either way, and the connection usable after."""
+    from psycopg import pq
+
+    store = plant.repo.store
+    monkeypatch.setattr(genealogy, "STREAM_ROWS", 7)  # many chunks on the small plant
+    monkeypatch.setattr(genealogy, "SET_BASED_MIN_SEEDS", 1)
+    chunked = recall_nonconformant(store)
+    monkeypatch.setattr(pq, "version", lambda: 160000)
+    assert recall_nonconformant(store) == chunked and chunked.finished
+    assert recall_by_model(store, SMALL_PLANT.rare_model).finished
+
+
 # --- shapes the plant does not make ------------------------------------------------------------
 
 CONTEXT = ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld"]
@@ -335,6 +351,14 @@ def test_set_based_recall_matches_a_plain_traversal(
         return walk(*args)
 
     monkeypatch.setattr(genealogy, "SET_BASED_MIN_SEEDS", 1)  # one lot too, to compare
+    searched = {"n": 0}
+    search = genealogy._breadth_first
+
+    def fallback(*args: Any) -> Any:
+        searched["n"] += 1
+        return search(*args)
+
+    monkeypatch.setattr(genealogy, "_breadth_first", fallback)
 
     def both(call: Any) -> tuple[Any, Any]:
         monkeypatch.setattr(genealogy, "SET_BASED_RECALL", True)
@@ -359,8 +383,10 @@ def test_set_based_recall_matches_a_plain_traversal(
     for limit in (1, 3, 8, 20):
         new, old = both(lambda limit=limit: recall_nonconformant(store, max_nodes=limit))
         assert new == old
-    # The set-based statement answered all but the cut recalls (cycles included).
+    # The set-based statement answered all but the cut recalls (cycles included), and the
+    # database gave its rows breadth first every time (the one-pass distances held).
     assert walked["n"] <= 4, walked
+    assert searched["n"] == 0
 
 
 def _made_elsewhere(edge: tuple[str, str, str], events: list[dict[str, Any]]) -> bool:
@@ -391,3 +417,71 @@ def test_set_based_recall_ends_cycles(repo: Repo, monkeypatch: pytest.MonkeyPatc
     repo.capture(_doc(*loop))
     r = recall_from_lot(repo.store, _lot(1))
     assert r.reached == {_lot(1): 0, _lot(2): 1, _lot(3): 2} and r.finished == [_lot(3)]
+
+
+def _rounds(seeds: list[str], edges: list[tuple[str, str, str]]) -> list[tuple[Any, Any, Any]]:
+    """The reach statement's rows as a database evaluating it round by round gives them: the
+    seeds' edges (or a bare row for a seed nothing leaves), then each round's targets' edges,
+    each edge once."""
+    out_of: dict[str, list[tuple[str, str, str]]] = {}
+    for e in edges:
+        out_of.setdefault(e[0], []).append(e)
+    rows: list[tuple[Any, Any, Any]] = []
+    seen: set[tuple[str, str, str]] = set()
+    round_ = [e for s in seeds for e in out_of.get(s, [])]
+    rows += [(s, None, None) for s in seeds if s not in out_of]
+    while round_:
+        new = [e for e in dict.fromkeys(round_) if e not in seen]
+        seen.update(new)
+        rows += new
+        round_ = [e for _, t, _ in new for e in out_of.get(t, [])]
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_one_pass_distances_hold_in_any_order(seed: int) -> None:
+    """`_downstream` gives breadth-first distances whatever order the rows come in: in rounds
+    by one pass, shuffled or with a long way first by its check falling back to a search."""
+    rng = random.Random(seed)
+    nodes = [f"n{i}" for i in range(40)]
+    relations = ("transformation", "aggregation")
+    edges = sorted(
+        {(rng.choice(nodes), rng.choice(nodes), rng.choice(relations)) for _ in range(70)}
+    )  # cycles and self-loops included
+    seeds = rng.sample(nodes, 3)
+    step: dict[str, list[str]] = {}
+    for s, t, _ in edges:
+        step.setdefault(s, []).append(t)
+    want: dict[str, int] = {}
+    for s in seeds:
+        for n, d in _hops(s, step).items():
+            want[n] = min(d, want.get(n, d))
+    rows = _rounds(seeds, edges)
+    reached = {s for s, t, _ in rows} | {t for _, t, _ in rows if t is not None}
+    assert reached == set(want)
+    made = {t for _, t, r in rows if r == "transformation"}
+    consumed = {s for s, _, r in rows if r == "transformation"}
+
+    calls = []
+    breadth_first = genealogy._breadth_first
+
+    def search(*args: Any) -> Any:
+        calls.append(1)
+        return breadth_first(*args)
+
+    orders = [rows, rng.sample(rows, len(rows)), rows[::-1]]
+    for i, order in enumerate(orders):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(genealogy, "_breadth_first", search)
+            got = genealogy._downstream(seeds, iter(order))
+        assert got == (want, made, consumed), i
+    assert len(calls) == 2 or max(want.values()) <= 1  # rounds: one pass; the others: checked
+
+    # A long way to a node first and its short way after: caught by the check.
+    long_first = [("a", None, None), ("b", "x", "aggregation"), ("a", "b", "aggregation")]
+    short = [("a", "x", "aggregation")]
+    hops, _, _ = genealogy._downstream(["a"], iter(long_first[:1] + short + long_first[2:]))
+    assert hops == {"a": 0, "x": 1, "b": 1}
+    rows2 = [("a", "b", "aggregation"), ("b", "x", "aggregation"), ("a", "x", "aggregation")]
+    hops, _, _ = genealogy._downstream(["a"], iter(rows2))
+    assert hops == {"a": 0, "b": 1, "x": 1}
