@@ -429,7 +429,7 @@ def _reach_sql(pg: bool, declared: bool) -> str:
     The recursion's rows are the edges themselves, so UNION keeps each once and a cycle ends,
     and an identifier's edges are read once per edge into it (1.1 per identifier in the
     generated plant), with no second pass to fetch them. The hops and the finished lots come
-    from the edges in memory (`_recall`). Rows: (source, target, relation).
+    from the edges in memory (`_downstream`, `_recall`). Rows: (source, target, relation).
     """
     live = _LIVE if declared else ""
     if pg:

@@ -146,7 +146,7 @@ def write_index(
     if not entries:
         return
     events = [event_row(i, eid, e, err, sid) for i, eid, sid, e, err in entries]
-    links = [(epc, role, i) for i, _, _, e, _ in entries for role, epc in e.links]
+    links = [row for i, _, _, e, _ in entries for row in link_rows(i, e)]
     if is_pg(conn) and conn.dialect.driver == "psycopg":
         # COPY on the transaction's own connection (psycopg 3, the driver this project
         # depends on), where executemany sends a statement per row: 42 -> 33 us an event for
@@ -278,24 +278,6 @@ def _refs(pg: bool) -> Any:
     )
 
 
-def event_ref(row: Any) -> EventRef:
-    """An `EventRef` from a row with `REF_COLUMNS`."""
-    return EventRef(
-        event_id=row.event_id,
-        leaf_index=row.leaf_index,
-        leaf_hash=row.leaf_hash,
-        event_type=row.event_type,
-        event_time_us=row.event_time_us,
-        action=row.action,
-        biz_step=row.biz_step,
-        disposition=row.disposition,
-        model_digest=row.model_digest,
-        error_declared_by=row.error_declared_by,
-        asserted_by=row.participant,
-        stored_event_id=row.stored_event_id,
-    )
-
-
 def event_refs(conn: Connection, leaves: Iterable[int]) -> dict[int, EventRef]:
     """The indexed events at these leaf indexes (those not indexed are left out)."""
     wanted = sorted(set(leaves))
@@ -303,5 +285,5 @@ def event_refs(conn: Connection, leaves: Iterable[int]) -> dict[int, EventRef]:
     pg = is_pg(conn)
     for chunk in chunks(wanted, pg):
         for row in conn.execute(_refs(pg), {"leaves": chunk}).all():
-            out[row.leaf_index] = event_ref(row)
+            out[row.leaf_index] = EventRef(*row)  # REF_COLUMNS is in its fields' order
     return out
